@@ -1,0 +1,71 @@
+# Makefile: builds ngx_chat_module.so against Debian's nginx, the workers and
+# tools, runs the suite, and runs the whole system on loopback.
+
+NGINX_SRC    ?= /usr/share/nginx/src
+BUILD        ?= build
+NGINX_BUILD   = $(BUILD)/nginx
+MODULE        = $(NGINX_BUILD)/objs/ngx_chat_module.so
+BIN           = $(BUILD)/bin
+
+CC           ?= cc
+WARN          = -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS       ?= -O2 -g
+PKGS          = openssl jansson
+
+DEB_PACKAGES  = nginx nginx-dev libhiredis-dev libpq-dev librdkafka-dev \
+                libjansson-dev libssl-dev libcurl4-openssl-dev pkg-config \
+                libpcre2-dev zlib1g-dev redis-server postgresql \
+                libtest-base-perl libprotocol-websocket-perl \
+                libio-socket-ssl-perl perl make gcc
+
+MODULE_SRCS   = $(wildcard ngx_chat_module/*.c ngx_chat_module/*.h) config
+
+.PHONY: all module workers deps check-deps test unit clean run start stop \
+        token migrate
+
+all: module workers
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	    $$sudo apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	        $$missing; \
+	fi
+
+check-deps:
+	@test -f $(NGINX_SRC)/configure -a -f $(NGINX_SRC)/conf_flags || { \
+	    echo "error: nginx source not found in $(NGINX_SRC):" \
+	         "apt-get install nginx-dev (or make deps)"; exit 1; }
+
+$(NGINX_BUILD)/Makefile: config | check-deps
+	rm -rf $(NGINX_BUILD)
+	mkdir -p $(BUILD)
+	cp -r $(NGINX_SRC) $(NGINX_BUILD)
+	cd $(NGINX_BUILD) && bash -c '. ./conf_flags && ./configure \
+	    "$${NGX_CONF_FLAGS[@]}" --with-compat \
+	    --with-cc-opt="-g -O2 -fPIC -Wextra -Wno-unused-parameter \
+	        -Wno-sign-compare -Wno-missing-field-initializers" \
+	    --add-dynamic-module=$(CURDIR)' > configure.log 2>&1 \
+	    || { tail -20 $(NGINX_BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(NGINX_BUILD)/Makefile $(MODULE_SRCS)
+	$(MAKE) -s -C $(NGINX_BUILD) -f objs/Makefile modules
+
+module: $(MODULE)
+
+$(BIN)/chat-token: workers/chat_token.c ngx_chat_module/ngx_chat_jwt.c \
+                   ngx_chat_module/ngx_chat_jwt.h
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(WARN) -Ingx_chat_module -o $@ workers/chat_token.c \
+	    ngx_chat_module/ngx_chat_jwt.c $$(pkg-config --cflags --libs $(PKGS))
+
+workers: $(BIN)/chat-token
+
+clean:
+	rm -rf $(BUILD)

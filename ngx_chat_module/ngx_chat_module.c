@@ -1,0 +1,499 @@
+/* ngx_chat_module.c: directives, configuration and the worker lifecycle. */
+
+#include "ngx_chat.h"
+#include "ngx_chat_redis.h"
+#include "ngx_chat_pg.h"
+
+
+static void *ngx_chat_create_main_conf(ngx_conf_t *cf);
+static char *ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_chat_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_chat_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_chat_set_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_chat_init_process(ngx_cycle_t *cycle);
+static void ngx_chat_exit_process(ngx_cycle_t *cycle);
+
+
+ngx_chat_worker_t  ngx_chat_worker;
+
+
+static ngx_conf_num_bounds_t  ngx_chat_node_id_bounds = {
+    ngx_conf_check_num_bounds, 0, 127
+};
+
+
+static ngx_command_t  ngx_chat_commands[] = {
+
+    { ngx_string("chat_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_chat_set_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, redis_timeout),
+      NULL },
+
+    { ngx_string("chat_postgres"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, pg_conninfo),
+      NULL },
+
+    { ngx_string("chat_postgres_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, pg_pool_size),
+      NULL },
+
+    { ngx_string("chat_postgres_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, pg_timeout),
+      NULL },
+
+    { ngx_string("chat_node_id"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, node_id),
+      &ngx_chat_node_id_bounds },
+
+    { ngx_string("chat_websocket"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_chat_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_chat_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_jwt_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, jwt_secret),
+      NULL },
+
+    { ngx_string("chat_identity"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, identity),
+      NULL },
+
+    { ngx_string("chat_allowed_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, origins),
+      NULL },
+
+    { ngx_string("chat_max_message_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, max_message),
+      NULL },
+
+    { ngx_string("chat_max_frame_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, max_frame),
+      NULL },
+
+    { ngx_string("chat_max_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, max_headers),
+      NULL },
+
+    { ngx_string("chat_max_header_length"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, max_header_len),
+      NULL },
+
+    { ngx_string("chat_max_content_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, max_content),
+      NULL },
+
+    { ngx_string("chat_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, heartbeat),
+      NULL },
+
+    { ngx_string("chat_heartbeat_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, heartbeat_grace),
+      NULL },
+
+    { ngx_string("chat_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("chat_send_buffer_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, send_limit),
+      NULL },
+
+    { ngx_string("chat_max_subscriptions"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, max_subscriptions),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_chat_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_chat_create_main_conf,             /* create main configuration */
+    ngx_chat_init_main_conf,               /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_chat_create_loc_conf,              /* create location configuration */
+    ngx_chat_merge_loc_conf                /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_chat_module = {
+    NGX_MODULE_V1,
+    &ngx_chat_module_ctx,                  /* module context */
+    ngx_chat_commands,                     /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_chat_init_process,                 /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_chat_exit_process,                 /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+ngx_chat_blob_t *
+ngx_chat_blob_create(size_t len)
+{
+    ngx_chat_blob_t  *b;
+
+    b = ngx_alloc(offsetof(ngx_chat_blob_t, data) + len + 1, ngx_cycle->log);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->refs = 1;
+    b->len = len;
+
+    return b;
+}
+
+
+void
+ngx_chat_blob_release(ngx_chat_blob_t *b)
+{
+    if (b != NULL && --b->refs == 0) {
+        ngx_free(b);
+    }
+}
+
+
+static void *
+ngx_chat_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_chat_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_chat_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->redis = NULL;
+     *     mcf->pg_conninfo = { 0, NULL };
+     *     mcf->enabled = 0;
+     */
+
+    mcf->redis_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->pg_pool_size = NGX_CONF_UNSET_UINT;
+    mcf->pg_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->node_id = NGX_CONF_UNSET_UINT;
+
+    return mcf;
+}
+
+
+static char *
+ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_chat_main_conf_t  *mcf = conf;
+
+    ngx_url_t  u;
+
+    if (mcf->redis == NULL) {
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        ngx_str_set(&u.url, "127.0.0.1:6379");
+        u.default_port = 6379;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+            return "cannot parse the default chat_redis address";
+        }
+
+        mcf->redis = &u.addrs[0];
+    }
+
+    ngx_conf_init_msec_value(mcf->redis_timeout, 5000);
+    ngx_conf_init_uint_value(mcf->pg_pool_size, 4);
+    ngx_conf_init_msec_value(mcf->pg_timeout, 5000);
+    ngx_conf_init_uint_value(mcf->node_id, 0);
+
+    if (mcf->pg_pool_size == 0 || mcf->pg_pool_size > 64) {
+        return "chat_postgres_pool must be between 1 and 64";
+    }
+
+    if (mcf->pg_conninfo.len == 0) {
+        ngx_str_set(&mcf->pg_conninfo, "host=127.0.0.1 dbname=chat");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_chat_set_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_chat_main_conf_t  *mcf = conf;
+
+    ngx_str_t  *value;
+    ngx_url_t   u;
+
+    if (mcf->redis != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = value[1];
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in chat_redis \"%V\"", u.err, &u.url);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0) {
+        return "has no address";
+    }
+
+    mcf->redis = &u.addrs[0];
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_chat_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_chat_loc_conf_t  *lcf;
+
+    lcf = ngx_pcalloc(cf->pool, sizeof(ngx_chat_loc_conf_t));
+    if (lcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     lcf->handler = NGX_CHAT_HANDLER_NONE;
+     *     lcf->jwt_secret = { 0, NULL };
+     */
+
+    lcf->identity = NGX_CONF_UNSET_PTR;
+    lcf->origins = NGX_CONF_UNSET_PTR;
+    lcf->max_message = NGX_CONF_UNSET_SIZE;
+    lcf->max_frame = NGX_CONF_UNSET_SIZE;
+    lcf->max_headers = NGX_CONF_UNSET_UINT;
+    lcf->max_header_len = NGX_CONF_UNSET_SIZE;
+    lcf->max_content = NGX_CONF_UNSET_SIZE;
+    lcf->heartbeat = NGX_CONF_UNSET_MSEC;
+    lcf->heartbeat_grace = NGX_CONF_UNSET_MSEC;
+    lcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    lcf->send_limit = NGX_CONF_UNSET_SIZE;
+    lcf->max_subscriptions = NGX_CONF_UNSET_UINT;
+
+    return lcf;
+}
+
+
+static char *
+ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_chat_loc_conf_t  *prev = parent;
+    ngx_chat_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_str_value(conf->jwt_secret, prev->jwt_secret, "");
+    ngx_conf_merge_ptr_value(conf->identity, prev->identity, NULL);
+    ngx_conf_merge_ptr_value(conf->origins, prev->origins, NULL);
+    ngx_conf_merge_size_value(conf->max_message, prev->max_message,
+                              64 * 1024);
+    ngx_conf_merge_size_value(conf->max_frame, prev->max_frame, 64 * 1024);
+    ngx_conf_merge_uint_value(conf->max_headers, prev->max_headers, 32);
+    ngx_conf_merge_size_value(conf->max_header_len, prev->max_header_len,
+                              4096);
+    ngx_conf_merge_size_value(conf->max_content, prev->max_content,
+                              16 * 1024);
+    ngx_conf_merge_msec_value(conf->heartbeat, prev->heartbeat, 10000);
+    ngx_conf_merge_msec_value(conf->heartbeat_grace, prev->heartbeat_grace,
+                              5000);
+    ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
+                              10000);
+    ngx_conf_merge_size_value(conf->send_limit, prev->send_limit,
+                              1024 * 1024);
+    ngx_conf_merge_uint_value(conf->max_subscriptions,
+                              prev->max_subscriptions, 32);
+
+    if (conf->max_headers > 64) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "chat_max_headers must be at most 64");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->handler != NGX_CHAT_HANDLER_NONE
+        && conf->identity == NULL && conf->jwt_secret.len == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "a chat location needs \"chat_jwt_secret\" "
+                           "or \"chat_identity\"");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_chat_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_chat_loc_conf_t  *lcf = conf;
+
+    ngx_chat_main_conf_t      *mcf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (lcf->handler != NGX_CHAT_HANDLER_NONE) {
+        return "is duplicate";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_chat_module);
+
+    if (cmd->name.len == sizeof("chat_api") - 1) {
+        lcf->handler = NGX_CHAT_HANDLER_API;
+        clcf->handler = ngx_chat_api_handler;
+
+    } else {
+        lcf->handler = NGX_CHAT_HANDLER_WEBSOCKET;
+        clcf->handler = ngx_chat_ws_handler;
+    }
+
+    mcf->enabled = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_chat_init_process(ngx_cycle_t *cycle)
+{
+    ngx_chat_main_conf_t  *mcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_chat_module);
+    if (mcf == NULL || !mcf->enabled) {
+        return NGX_OK;
+    }
+
+    ngx_chat_worker.cycle = cycle;
+    ngx_chat_worker.mcf = mcf;
+    ngx_chat_worker.worker = ngx_worker;
+
+    if (ngx_chat_messaging_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_chat_pg_init(cycle, &mcf->pg_conninfo, mcf->pg_pool_size,
+                         mcf->pg_timeout)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_chat_api_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_chat_exit_process(ngx_cycle_t *cycle)
+{
+    if (ngx_chat_worker.mcf == NULL) {
+        return;
+    }
+
+    ngx_chat_messaging_exit_process(cycle);
+    ngx_chat_pg_exit();
+
+    ngx_chat_worker.mcf = NULL;
+}

@@ -1,0 +1,81 @@
+/* ngx_chat_redis.h: the worker's Redis links (commands and pub/sub), driven
+ * by nginx events with hiredis's reader and command formatter. */
+
+#ifndef _NGX_CHAT_REDIS_H_INCLUDED_
+#define _NGX_CHAT_REDIS_H_INCLUDED_
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <hiredis/hiredis.h>
+
+
+typedef struct ngx_chat_redis_req_s  ngx_chat_redis_req_t;
+
+/*
+ * Called once per command: reply is the parsed reply (owned by the link,
+ * freed after the handler returns), or NULL when the command failed
+ * (connection lost before the reply, or timed out).
+ */
+typedef void (*ngx_chat_redis_reply_pt)(redisReply *reply, void *data);
+
+/* a published message arrived on a subscribed channel */
+typedef void (*ngx_chat_redis_message_pt)(u_char *channel, size_t channel_len,
+    u_char *payload, size_t len);
+
+/* the command link went up (1) or down (0) */
+typedef void (*ngx_chat_redis_state_pt)(ngx_uint_t up);
+
+/* a Lua script, run with EVALSHA and loaded again on NOSCRIPT */
+typedef struct {
+    const char          *source;
+    char                 sha1[41];     /* filled by ngx_chat_redis_script() */
+} ngx_chat_redis_script_t;
+
+/*
+ * In init_process: starts connecting both links (non-blocking) to
+ * addr (sockaddr of host:port); they reconnect with backoff (100 ms doubling
+ * to 5 s) forever, and the pub/sub link subscribes again to every channel on
+ * reconnect. timeout bounds each command (reply or NULL after it).
+ */
+ngx_int_t ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_addr_t *addr,
+    ngx_msec_t timeout, ngx_chat_redis_message_pt on_message,
+    ngx_chat_redis_state_pt on_state);
+
+/* in exit_process: closes both links; pending handlers get NULL */
+void ngx_chat_redis_exit(void);
+
+/* 1 while the command link is connected */
+ngx_uint_t ngx_chat_redis_ready(void);
+
+/*
+ * Queues a command (argv with lengths, binary safe). Returns a handle that
+ * stays valid until the handler is called or the request is cancelled, or
+ * NULL when Redis is down or memory ran out (the handler is then never
+ * called). Replies come in order.
+ */
+ngx_chat_redis_req_t *ngx_chat_redis_command(ngx_chat_redis_reply_pt handler,
+    void *data, int argc, const char **argv, const size_t *argvlen);
+
+/* prepares a script's sha1 (once, in init_process); NGX_ERROR on failure */
+ngx_int_t ngx_chat_redis_script(ngx_chat_redis_script_t *script);
+
+/*
+ * EVALSHA script numkeys argv... ; on a NOSCRIPT error the link sends
+ * SCRIPT LOAD/EVAL itself and the handler sees the real reply.
+ */
+ngx_chat_redis_req_t *ngx_chat_redis_eval(ngx_chat_redis_script_t *script,
+    ngx_chat_redis_reply_pt handler, void *data, int numkeys, int argc,
+    const char **argv, const size_t *argvlen);
+
+/* the handler of a pending request will not be called */
+void ngx_chat_redis_cancel(ngx_chat_redis_req_t *req);
+
+/*
+ * Reference-counted channel subscriptions on the pub/sub link: the first
+ * subscribe of a channel sends SUBSCRIBE, the last unsubscribe sends
+ * UNSUBSCRIBE. Kept across reconnects. NGX_ERROR only on memory failure.
+ */
+ngx_int_t ngx_chat_redis_subscribe(u_char *channel, size_t len);
+void ngx_chat_redis_unsubscribe(u_char *channel, size_t len);
+
+#endif /* _NGX_CHAT_REDIS_H_INCLUDED_ */

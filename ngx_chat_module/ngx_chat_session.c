@@ -1,0 +1,1522 @@
+/* ngx_chat_session.c: the STOMP session state machine on a WebSocket:
+ * CONNECT, subscriptions, acks, transactions, heart-beats, receipts. */
+
+#include "ngx_chat_session.h"
+
+
+#define NGX_CHAT_MAX_TRANSACTIONS  8
+#define NGX_CHAT_MAX_TX_FRAMES     128
+#define NGX_CHAT_IN_INITIAL        1024
+
+
+/* a frame held back by a transaction until COMMIT */
+typedef struct {
+    ngx_chat_stomp_command_e  command;
+    ngx_str_t                 destination;   /* SEND */
+    ngx_str_t                 receipt;
+    ngx_str_t                 id;            /* ACK/NACK: ack id */
+    ngx_str_t                 subscription;
+    ngx_str_t                 body;
+} ngx_chat_tx_frame_t;
+
+typedef struct {
+    ngx_queue_t               link;
+    ngx_str_t                 name;
+    ngx_array_t               frames;        /* ngx_chat_tx_frame_t */
+    ngx_pool_t               *pool;
+} ngx_chat_tx_t;
+
+
+typedef struct {
+    const char               *name;
+    size_t                    len;
+    ngx_chat_dest_e           dest;
+} ngx_chat_dest_name_t;
+
+
+static ngx_chat_dest_name_t  ngx_chat_dest_names[] = {
+    { "/user/queue/messages", sizeof("/user/queue/messages") - 1,
+      NGX_CHAT_DEST_MESSAGES },
+    { "/user/queue/receipts", sizeof("/user/queue/receipts") - 1,
+      NGX_CHAT_DEST_RECEIPTS },
+    { "/user/queue/typing", sizeof("/user/queue/typing") - 1,
+      NGX_CHAT_DEST_TYPING },
+    { "/user/queue/events", sizeof("/user/queue/events") - 1,
+      NGX_CHAT_DEST_EVENTS },
+    { "/user/queue/errors", sizeof("/user/queue/errors") - 1,
+      NGX_CHAT_DEST_ERRORS },
+    { NULL, 0, NGX_CHAT_DEST_NONE }
+};
+
+
+static void ngx_chat_session_on_data(ngx_chat_ws_t *ws, u_char *data,
+    size_t len);
+static void ngx_chat_session_on_message_end(ngx_chat_ws_t *ws);
+static void ngx_chat_session_on_closed(ngx_chat_ws_t *ws);
+static void ngx_chat_session_parse(ngx_chat_session_t *s);
+static ngx_int_t ngx_chat_session_frame(ngx_chat_session_t *s,
+    ngx_chat_stomp_frame_t *f);
+static ngx_int_t ngx_chat_session_connect(ngx_chat_session_t *s,
+    ngx_chat_stomp_frame_t *f);
+static ngx_int_t ngx_chat_session_subscribe(ngx_chat_session_t *s,
+    ngx_chat_stomp_frame_t *f);
+static ngx_int_t ngx_chat_session_unsubscribe(ngx_chat_session_t *s,
+    ngx_chat_stomp_frame_t *f);
+static ngx_int_t ngx_chat_session_ack(ngx_chat_session_t *s,
+    ngx_chat_stomp_command_e cmd, ngx_str_t *id, ngx_str_t *subscription);
+static ngx_int_t ngx_chat_session_send(ngx_chat_session_t *s,
+    ngx_str_t *destination, u_char *body, size_t len, ngx_str_t *receipt);
+static ngx_int_t ngx_chat_session_begin(ngx_chat_session_t *s,
+    ngx_str_t *name);
+static ngx_int_t ngx_chat_session_commit(ngx_chat_session_t *s,
+    ngx_str_t *name);
+static ngx_int_t ngx_chat_session_tx_add(ngx_chat_session_t *s,
+    ngx_chat_tx_t *tx, ngx_chat_stomp_frame_t *f);
+static ngx_chat_tx_t *ngx_chat_session_tx_find(ngx_chat_session_t *s,
+    ngx_str_t *name);
+static void ngx_chat_session_tx_free(ngx_chat_session_t *s,
+    ngx_chat_tx_t *tx);
+static void ngx_chat_session_error(ngx_chat_session_t *s, const char *msg,
+    const char *detail, ngx_str_t *receipt, uint16_t code);
+static void ngx_chat_session_timer_handler(ngx_event_t *ev);
+static ngx_int_t ngx_chat_session_write(ngx_chat_session_t *s, u_char *head,
+    size_t len, ngx_chat_blob_t *body);
+static ngx_int_t ngx_chat_header_value(ngx_chat_stomp_frame_t *f,
+    const char *name, ngx_str_t *value);
+static u_char *ngx_chat_put_header(u_char *p, const char *name,
+    u_char *value, size_t len, ngx_uint_t escape);
+static size_t ngx_chat_header_len(const char *name, u_char *value,
+    size_t len, ngx_uint_t escape);
+static ngx_uint_t ngx_chat_session_negotiate(ngx_str_t *accept);
+
+
+static uint64_t  ngx_chat_session_counter;
+
+
+ngx_int_t
+ngx_chat_session_start(ngx_chat_ws_t *ws)
+{
+    ngx_chat_session_t  *s;
+
+    s = ngx_pcalloc(ws->pool, sizeof(ngx_chat_session_t));
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->ws = ws;
+    s->lcf = ws->lcf;
+    s->log = ws->connection->log;
+
+    s->subs = ngx_pcalloc(ws->pool,
+                          s->lcf->max_subscriptions * sizeof(ngx_chat_sub_t));
+    if (s->subs == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* credentials of the handshake: a query token or Authorization */
+    s->handshake_auth = ngx_chat_identity_from_request(ws->request, s->lcf,
+                                                       1, &s->id,
+                                                       &s->handshake_err);
+
+    if (s->handshake_auth == NGX_OK) {
+        /* the request pool dies with the connection too, but be explicit */
+        s->id.user.data = ngx_pstrdup(ws->pool, &s->id.user);
+        s->id.name.data = ngx_pstrdup(ws->pool, &s->id.name);
+
+        if (s->id.user.data == NULL
+            || (s->id.name.len && s->id.name.data == NULL))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    s->session_id_len = ngx_sprintf(s->session_id, "%ui-%uL",
+                                    ngx_chat_worker.mcf->node_id,
+                                    ++ngx_chat_session_counter)
+                        - s->session_id;
+
+    ngx_queue_init(&s->transactions);
+    ngx_queue_init(&s->ops);
+    ngx_queue_init(&s->user_link);
+
+    ws->data = s;
+    ws->on_data = ngx_chat_session_on_data;
+    ws->on_message_end = ngx_chat_session_on_message_end;
+    ws->on_closed = ngx_chat_session_on_closed;
+
+    s->timer.handler = ngx_chat_session_timer_handler;
+    s->timer.data = s;
+    s->timer.log = s->log;
+    s->timer.cancelable = 1;
+
+    ngx_add_timer(&s->timer, s->lcf->connect_timeout);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_chat_session_on_data(ngx_chat_ws_t *ws, u_char *data, size_t len)
+{
+    ngx_chat_session_t  *s = ws->data;
+
+    u_char  *p;
+    size_t   size, limit;
+
+    if (s->closing) {
+        return;
+    }
+
+    /* a frame may not pass max_frame; leave room for trailing EOLs */
+    limit = s->lcf->max_frame + 2;
+
+    if (s->in_len + len > limit) {
+        ngx_chat_session_error(s, "frame too large", NULL, NULL,
+                               NGX_CHAT_WS_CLOSE_TOO_BIG);
+        return;
+    }
+
+    if (s->in_len + len > s->in_size) {
+        size = ngx_max(s->in_size * 2, NGX_CHAT_IN_INITIAL);
+
+        while (size < s->in_len + len) {
+            size *= 2;
+        }
+
+        size = ngx_min(size, limit);
+
+        p = ngx_alloc(size, s->log);
+        if (p == NULL) {
+            ngx_chat_ws_close(ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+            return;
+        }
+
+        if (s->in_len) {
+            ngx_memcpy(p, s->in, s->in_len);
+        }
+
+        if (s->in) {
+            ngx_free(s->in);
+        }
+
+        s->in = p;
+        s->in_size = size;
+    }
+
+    ngx_memcpy(s->in + s->in_len, data, len);
+    s->in_len += len;
+
+    ngx_chat_session_parse(s);
+}
+
+
+static void
+ngx_chat_session_on_message_end(ngx_chat_ws_t *ws)
+{
+    ngx_chat_session_t  *s = ws->data;
+
+    /* frames may span messages: nothing to do but free an idle buffer */
+
+    if (s->in_len == 0 && s->in != NULL && s->in_size > NGX_CHAT_IN_INITIAL)
+    {
+        ngx_free(s->in);
+        s->in = NULL;
+        s->in_size = 0;
+    }
+}
+
+
+static void
+ngx_chat_session_parse(ngx_chat_session_t *s)
+{
+    size_t                   consumed, off;
+    const char              *err;
+    ngx_chat_stomp_rc_e      rc;
+    ngx_chat_stomp_limits_t  lim;
+    ngx_chat_stomp_frame_t   f;
+
+    lim.max_frame = s->lcf->max_frame;
+    lim.max_headers = s->lcf->max_headers;
+    lim.max_header_len = s->lcf->max_header_len;
+
+    off = 0;
+
+    while (off < s->in_len && !s->closing) {
+
+        rc = ngx_chat_stomp_parse(s->in + off, s->in_len - off, &lim,
+                                  s->version ? s->version : 12, &f,
+                                  &consumed, &err);
+
+        if (rc == NGX_CHAT_STOMP_AGAIN) {
+            break;
+        }
+
+        if (rc == NGX_CHAT_STOMP_INVALID) {
+            ngx_log_error(NGX_LOG_INFO, s->log, 0,
+                          "chat: malformed STOMP frame: %s", err);
+            ngx_chat_session_error(s, "malformed frame", err, NULL,
+                                   NGX_CHAT_WS_CLOSE_PROTOCOL);
+            return;
+        }
+
+        off += consumed;
+
+        if (rc == NGX_CHAT_STOMP_HEARTBEAT) {
+            continue;
+        }
+
+        if (ngx_chat_session_frame(s, &f) != NGX_OK) {
+            return;
+        }
+    }
+
+    if (s->closing) {
+        return;
+    }
+
+    if (off) {
+        s->in_len -= off;
+
+        if (s->in_len) {
+            ngx_memmove(s->in, s->in + off, s->in_len);
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_chat_session_frame(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
+{
+    ngx_str_t       receipt, destination, tx_name, id, sub;
+    ngx_int_t       rc;
+    ngx_chat_tx_t  *tx;
+
+    ngx_chat_header_value(f, "receipt", &receipt);
+
+    if (!s->connected) {
+        if (f->command == NGX_CHAT_STOMP_CONNECT
+            || f->command == NGX_CHAT_STOMP_STOMP)
+        {
+            return ngx_chat_session_connect(s, f);
+        }
+
+        ngx_chat_session_error(s, "expected CONNECT", NULL, &receipt,
+                               NGX_CHAT_WS_CLOSE_PROTOCOL);
+        return NGX_ERROR;
+    }
+
+    if (s->disconnecting) {
+        return NGX_OK;
+    }
+
+    /* frames inside a transaction wait for its COMMIT */
+
+    if ((f->command == NGX_CHAT_STOMP_SEND
+         || f->command == NGX_CHAT_STOMP_ACK
+         || f->command == NGX_CHAT_STOMP_NACK)
+        && ngx_chat_header_value(f, "transaction", &tx_name) == NGX_OK)
+    {
+        tx = ngx_chat_session_tx_find(s, &tx_name);
+        if (tx == NULL) {
+            ngx_chat_session_error(s, "unknown transaction", NULL, &receipt,
+                                   NGX_CHAT_WS_CLOSE_PROTOCOL);
+            return NGX_ERROR;
+        }
+
+        if (ngx_chat_session_tx_add(s, tx, f) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (receipt.len) {
+            ngx_chat_session_receipt(s, &receipt);
+        }
+
+        return NGX_OK;
+    }
+
+    switch (f->command) {
+
+    case NGX_CHAT_STOMP_SEND:
+        if (ngx_chat_header_value(f, "destination", &destination) != NGX_OK) {
+            ngx_chat_session_error(s, "SEND without destination", NULL,
+                                   &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
+            return NGX_ERROR;
+        }
+
+        return ngx_chat_session_send(s, &destination, f->body, f->body_len,
+                                     &receipt);
+
+    case NGX_CHAT_STOMP_SUBSCRIBE:
+        rc = ngx_chat_session_subscribe(s, f);
+        break;
+
+    case NGX_CHAT_STOMP_UNSUBSCRIBE:
+        rc = ngx_chat_session_unsubscribe(s, f);
+        break;
+
+    case NGX_CHAT_STOMP_ACK:
+    case NGX_CHAT_STOMP_NACK:
+        if (ngx_chat_header_value(f, "id", &id) != NGX_OK
+            && ngx_chat_header_value(f, "message-id", &id) != NGX_OK)
+        {
+            ngx_chat_session_error(s, "ACK without id", NULL, &receipt,
+                                   NGX_CHAT_WS_CLOSE_PROTOCOL);
+            return NGX_ERROR;
+        }
+
+        ngx_chat_header_value(f, "subscription", &sub);
+        rc = ngx_chat_session_ack(s, f->command, &id, &sub);
+        break;
+
+    case NGX_CHAT_STOMP_BEGIN:
+    case NGX_CHAT_STOMP_COMMIT:
+    case NGX_CHAT_STOMP_ABORT:
+        if (ngx_chat_header_value(f, "transaction", &tx_name) != NGX_OK) {
+            ngx_chat_session_error(s, "transaction header missing", NULL,
+                                   &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
+            return NGX_ERROR;
+        }
+
+        if (f->command == NGX_CHAT_STOMP_BEGIN) {
+            rc = ngx_chat_session_begin(s, &tx_name);
+
+        } else if (f->command == NGX_CHAT_STOMP_COMMIT) {
+            rc = ngx_chat_session_commit(s, &tx_name);
+
+        } else {
+            tx = ngx_chat_session_tx_find(s, &tx_name);
+            if (tx == NULL) {
+                ngx_chat_session_error(s, "unknown transaction", NULL,
+                                       &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
+                return NGX_ERROR;
+            }
+
+            ngx_chat_session_tx_free(s, tx);
+            rc = NGX_OK;
+        }
+
+        break;
+
+    case NGX_CHAT_STOMP_DISCONNECT:
+        s->disconnecting = 1;
+
+        if (receipt.len == 0) {
+            ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_NORMAL, NULL);
+            return NGX_ERROR;
+        }
+
+        s->disconnect_receipt.data = ngx_pstrdup(s->ws->pool, &receipt);
+        if (s->disconnect_receipt.data == NULL) {
+            ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+            return NGX_ERROR;
+        }
+
+        s->disconnect_receipt.len = receipt.len;
+
+        if (s->nops == 0) {
+            ngx_chat_session_receipt(s, &s->disconnect_receipt);
+            ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_NORMAL, NULL);
+            return NGX_ERROR;
+        }
+
+        /* the receipt follows the last request still in flight */
+        return NGX_OK;
+
+    case NGX_CHAT_STOMP_CONNECT:
+    case NGX_CHAT_STOMP_STOMP:
+        ngx_chat_session_error(s, "already connected", NULL, &receipt,
+                               NGX_CHAT_WS_CLOSE_PROTOCOL);
+        return NGX_ERROR;
+
+    default:
+        ngx_chat_session_error(s, "unexpected frame",
+                               ngx_chat_stomp_command_name(f->command),
+                               &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (receipt.len) {
+        ngx_chat_session_receipt(s, &receipt);
+    }
+
+    return s->closing ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_chat_session_connect(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
+{
+    u_char      *p, *head;
+    size_t       len;
+    ngx_str_t    accept, passcode, login, auth, hb, receipt;
+    ngx_int_t    rc;
+    ngx_msec_t   cx, cy;
+    const char  *err;
+    u_char       hbuf[64];
+
+    ngx_chat_header_value(f, "receipt", &receipt);
+
+    /* version */
+
+    if (ngx_chat_header_value(f, "accept-version", &accept) == NGX_OK) {
+        s->version = ngx_chat_session_negotiate(&accept);
+
+        if (s->version == 0) {
+            s->version = 12;
+            ngx_chat_session_error(s, "unsupported protocol version",
+                                   "supported versions are 1.0,1.1,1.2",
+                                   &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
+            return NGX_ERROR;
+        }
+
+    } else {
+        s->version = 10;
+    }
+
+    /* identity: CONNECT credentials first, then those of the handshake */
+
+    rc = NGX_DECLINED;
+    err = "no credentials";
+
+    if (s->lcf->identity == NULL) {
+
+        if (ngx_chat_header_value(f, "passcode", &passcode) == NGX_OK
+            && passcode.len)
+        {
+            rc = ngx_chat_identity_from_token(s->ws->pool, s->lcf,
+                                              passcode.data, passcode.len,
+                                              &s->id, &err);
+
+        } else if (ngx_chat_header_value(f, "Authorization", &auth) == NGX_OK
+                   || ngx_chat_header_value(f, "authorization", &auth)
+                      == NGX_OK)
+        {
+            if (auth.len > 7
+                && ngx_strncasecmp(auth.data, (u_char *) "Bearer ", 7) == 0)
+            {
+                rc = ngx_chat_identity_from_token(s->ws->pool, s->lcf,
+                                                  auth.data + 7,
+                                                  auth.len - 7,
+                                                  &s->id, &err);
+            } else {
+                rc = NGX_ERROR;
+                err = "Authorization is not a Bearer token";
+            }
+        }
+    }
+
+    if (rc == NGX_DECLINED) {
+        rc = s->handshake_auth;
+
+        if (s->handshake_err) {
+            err = s->handshake_err;
+        }
+    }
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
+                      "chat: unauthorized STOMP session: %s", err);
+        ngx_chat_session_error(s, "unauthorized", err, &receipt,
+                               NGX_CHAT_WS_CLOSE_POLICY);
+        return NGX_ERROR;
+    }
+
+    if (ngx_chat_header_value(f, "login", &login) == NGX_OK
+        && login.len
+        && (login.len != s->id.user.len
+            || ngx_strncmp(login.data, s->id.user.data, login.len) != 0)
+        && s->lcf->identity == NULL)
+    {
+        ngx_chat_session_error(s, "unauthorized",
+                               "login does not match the token", &receipt,
+                               NGX_CHAT_WS_CLOSE_POLICY);
+        return NGX_ERROR;
+    }
+
+    /* heart-beats: "cx,cy" of the client against ours */
+
+    cx = 0;
+    cy = 0;
+
+    if (ngx_chat_header_value(f, "heart-beat", &hb) == NGX_OK
+        && s->version >= 11)
+    {
+        p = ngx_strlchr(hb.data, hb.data + hb.len, ',');
+
+        if (p == NULL
+            || (cx = ngx_atoi(hb.data, p - hb.data)) == (ngx_msec_t) NGX_ERROR
+            || (cy = ngx_atoi(p + 1, hb.data + hb.len - p - 1))
+               == (ngx_msec_t) NGX_ERROR)
+        {
+            ngx_chat_session_error(s, "invalid heart-beat header", NULL,
+                                   &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
+            return NGX_ERROR;
+        }
+    }
+
+    s->hb_send = (cy && s->lcf->heartbeat) ? ngx_max(cy, s->lcf->heartbeat)
+                                           : 0;
+    s->hb_recv = (cx && s->lcf->heartbeat) ? ngx_max(cx, s->lcf->heartbeat)
+                                           : 0;
+
+    if (ngx_chat_messaging_register(s) != NGX_OK) {
+        ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+        return NGX_ERROR;
+    }
+
+    s->connected = 1;
+
+    ngx_chat_identity_ensure_user(&s->id, s->log);
+
+    /* CONNECTED */
+
+    hb.data = hbuf;
+    hb.len = ngx_sprintf(hbuf, "%M,%M", s->lcf->heartbeat,
+                         s->lcf->heartbeat) - hbuf;
+
+    len = sizeof("CONNECTED\nversion:1.x\nheart-beat:\nsession:\nserver:"
+                 NGX_CHAT_SERVER "\nuser-name:\n\n") + hb.len
+          + s->session_id_len + s->id.user.len;
+
+    head = ngx_alloc(len, s->log);
+    if (head == NULL) {
+        ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(head, "CONNECTED\nversion:1.%ui\nheart-beat:%V\n"
+                    "session:%*s\nserver:" NGX_CHAT_SERVER
+                    "\nuser-name:%V\n\n",
+                    s->version - 10, &hb, s->session_id_len, s->session_id,
+                    &s->id.user);
+    *p++ = '\0';
+
+    rc = ngx_chat_session_write(s, head, p - head, NULL);
+    ngx_free(head);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (receipt.len) {
+        ngx_chat_session_receipt(s, &receipt);
+    }
+
+    /* the connect timer becomes the heart-beat timer */
+
+    if (s->timer.timer_set) {
+        ngx_del_timer(&s->timer);
+    }
+
+    if (s->hb_send || s->hb_recv) {
+        ngx_add_timer(&s->timer, ngx_min(s->hb_send ? s->hb_send
+                                                    : NGX_MAX_INT32_VALUE,
+                                         s->hb_recv ? s->hb_recv
+                                                    : NGX_MAX_INT32_VALUE));
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_chat_session_negotiate(ngx_str_t *accept)
+{
+    u_char      *p, *end, *comma;
+    size_t       len;
+    ngx_uint_t   best, v;
+
+    best = 0;
+    p = accept->data;
+    end = p + accept->len;
+
+    while (p < end) {
+        comma = ngx_strlchr(p, end, ',');
+        if (comma == NULL) {
+            comma = end;
+        }
+
+        while (p < comma && *p == ' ') {
+            p++;
+        }
+
+        len = comma - p;
+
+        while (len && p[len - 1] == ' ') {
+            len--;
+        }
+
+        v = 0;
+
+        if (len == 3 && p[0] == '1' && p[1] == '.') {
+            if (p[2] == '0') {
+                v = 10;
+
+            } else if (p[2] == '1') {
+                v = 11;
+
+            } else if (p[2] == '2') {
+                v = 12;
+            }
+        }
+
+        best = ngx_max(best, v);
+        p = comma + 1;
+    }
+
+    return best;
+}
+
+
+static ngx_int_t
+ngx_chat_session_subscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
+{
+    ngx_str_t                destination, id, ack, receipt;
+    ngx_uint_t               i, mode;
+    ngx_chat_sub_t          *sub;
+    ngx_chat_dest_e          dest;
+    ngx_chat_dest_name_t    *dn;
+
+    ngx_chat_header_value(f, "receipt", &receipt);
+
+    if (ngx_chat_header_value(f, "destination", &destination) != NGX_OK) {
+        ngx_chat_session_error(s, "SUBSCRIBE without destination", NULL,
+                               &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
+        return NGX_ERROR;
+    }
+
+    if (ngx_chat_header_value(f, "id", &id) != NGX_OK) {
+        if (s->version >= 11) {
+            ngx_chat_session_error(s, "SUBSCRIBE without id", NULL,
+                                   &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
+            return NGX_ERROR;
+        }
+
+        id = destination;     /* STOMP 1.0: the destination names it */
+    }
+
+    mode = NGX_CHAT_ACK_AUTO;
+
+    if (ngx_chat_header_value(f, "ack", &ack) == NGX_OK) {
+        if (ack.len == 4 && ngx_strncmp(ack.data, "auto", 4) == 0) {
+            mode = NGX_CHAT_ACK_AUTO;
+
+        } else if (ack.len == 6 && ngx_strncmp(ack.data, "client", 6) == 0) {
+            mode = NGX_CHAT_ACK_CLIENT;
+
+        } else if (ack.len == 17
+                   && ngx_strncmp(ack.data, "client-individual", 17) == 0)
+        {
+            mode = NGX_CHAT_ACK_INDIVIDUAL;
+
+        } else {
+            ngx_chat_session_error(s, "invalid ack mode", NULL, &receipt,
+                                   NGX_CHAT_WS_CLOSE_PROTOCOL);
+            return NGX_ERROR;
+        }
+    }
+
+    dest = NGX_CHAT_DEST_NONE;
+
+    for (dn = ngx_chat_dest_names; dn->name; dn++) {
+        if (destination.len == dn->len
+            && ngx_strncmp(destination.data, dn->name, dn->len) == 0)
+        {
+            dest = dn->dest;
+            break;
+        }
+    }
+
+    if (dest == NGX_CHAT_DEST_NONE) {
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
+                      "chat: SUBSCRIBE to forbidden destination \"%V\"",
+                      &destination);
+        ngx_chat_session_error(s, "forbidden destination",
+                               "this destination does not exist or may not "
+                               "be read by this user", &receipt,
+                               NGX_CHAT_WS_CLOSE_POLICY);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < s->nsubs; i++) {
+        if (s->subs[i].id.len == id.len
+            && ngx_strncmp(s->subs[i].id.data, id.data, id.len) == 0)
+        {
+            ngx_chat_session_error(s, "duplicate subscription id", NULL,
+                                   &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
+            return NGX_ERROR;
+        }
+    }
+
+    if (s->nsubs == s->lcf->max_subscriptions) {
+        ngx_chat_session_error(s, "too many subscriptions", NULL, &receipt,
+                               NGX_CHAT_WS_CLOSE_POLICY);
+        return NGX_ERROR;
+    }
+
+    sub = &s->subs[s->nsubs];
+    ngx_memzero(sub, sizeof(ngx_chat_sub_t));
+
+    /* id and destination live in a small allocation of their own */
+    sub->id.data = ngx_alloc(id.len + destination.len + 1, s->log);
+    if (sub->id.data == NULL) {
+        ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+        return NGX_ERROR;
+    }
+
+    sub->id.len = id.len;
+    ngx_memcpy(sub->id.data, id.data, id.len);
+    sub->destination.data = sub->id.data + id.len;
+    sub->destination.len = destination.len;
+    ngx_memcpy(sub->destination.data, destination.data, destination.len);
+    sub->dest = dest;
+    sub->ack = mode;
+
+    s->nsubs++;
+    s->dest_subs[dest]++;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_chat_session_unsubscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
+{
+    ngx_str_t   id, receipt;
+    ngx_uint_t  i;
+
+    ngx_chat_header_value(f, "receipt", &receipt);
+
+    if (ngx_chat_header_value(f, "id", &id) != NGX_OK
+        && ngx_chat_header_value(f, "destination", &id) != NGX_OK)
+    {
+        ngx_chat_session_error(s, "UNSUBSCRIBE without id", NULL, &receipt,
+                               NGX_CHAT_WS_CLOSE_PROTOCOL);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < s->nsubs; i++) {
+        if (s->subs[i].id.len == id.len
+            && ngx_strncmp(s->subs[i].id.data, id.data, id.len) == 0)
+        {
+            s->dest_subs[s->subs[i].dest]--;
+            ngx_free(s->subs[i].id.data);
+            s->subs[i] = s->subs[--s->nsubs];
+            return NGX_OK;
+        }
+    }
+
+    ngx_chat_session_error(s, "no such subscription", NULL, &receipt,
+                           NGX_CHAT_WS_CLOSE_PROTOCOL);
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_chat_session_ack(ngx_chat_session_t *s, ngx_chat_stomp_command_e cmd,
+    ngx_str_t *id, ngx_str_t *subscription)
+{
+    uint64_t         n;
+    ngx_uint_t       i, j, k;
+    ngx_chat_sub_t  *sub;
+
+    n = 0;
+
+    for (i = 0; i < id->len; i++) {
+        if (id->data[i] < '0' || id->data[i] > '9' || n > NGX_MAX_INT_T_VALUE)
+        {
+            n = 0;
+            break;
+        }
+
+        n = n * 10 + (id->data[i] - '0');
+    }
+
+    for (i = 0; i < s->nsubs; i++) {
+        sub = &s->subs[i];
+
+        for (j = 0; j < sub->npending; j++) {
+            if (sub->pending[j] != n) {
+                continue;
+            }
+
+            /*
+             * client mode acknowledges everything up to this one,
+             * client-individual (and any NACK) only this one
+             */
+
+            if (sub->ack == NGX_CHAT_ACK_CLIENT
+                && cmd == NGX_CHAT_STOMP_ACK)
+            {
+                k = j + 1;
+
+            } else {
+                ngx_memmove(&sub->pending[j], &sub->pending[j + 1],
+                            (sub->npending - j - 1) * sizeof(uint64_t));
+                sub->npending--;
+                return NGX_OK;
+            }
+
+            ngx_memmove(&sub->pending[0], &sub->pending[k],
+                        (sub->npending - k) * sizeof(uint64_t));
+            sub->npending -= k;
+
+            return NGX_OK;
+        }
+    }
+
+    /* already acknowledged (cumulatively) or never sent: harmless */
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                   "chat: ACK of unknown id \"%V\"", id);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_chat_session_send(ngx_chat_session_t *s, ngx_str_t *destination,
+    u_char *body, size_t len, ngx_str_t *receipt)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_chat_messaging_send(s, destination, body, len, receipt);
+
+    if (rc == NGX_DECLINED) {
+        ngx_chat_session_error(s, "unknown destination",
+                               "SEND goes to /app/chat.send, "
+                               "/app/chat.typing or /app/chat.read",
+                               receipt, NGX_CHAT_WS_CLOSE_POLICY);
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+        return NGX_ERROR;
+    }
+
+    return s->closing ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_chat_session_begin(ngx_chat_session_t *s, ngx_str_t *name)
+{
+    ngx_pool_t     *pool;
+    ngx_chat_tx_t  *tx;
+
+    if (ngx_chat_session_tx_find(s, name) != NULL) {
+        ngx_chat_session_error(s, "transaction already begun", NULL, NULL,
+                               NGX_CHAT_WS_CLOSE_PROTOCOL);
+        return NGX_ERROR;
+    }
+
+    if (s->ntransactions == NGX_CHAT_MAX_TRANSACTIONS) {
+        ngx_chat_session_error(s, "too many transactions", NULL, NULL,
+                               NGX_CHAT_WS_CLOSE_POLICY);
+        return NGX_ERROR;
+    }
+
+    pool = ngx_create_pool(1024, s->log);
+    if (pool == NULL) {
+        goto failed;
+    }
+
+    tx = ngx_palloc(pool, sizeof(ngx_chat_tx_t));
+    if (tx == NULL) {
+        goto failed;
+    }
+
+    tx->pool = pool;
+    tx->name.data = ngx_pstrdup(pool, name);
+    tx->name.len = name->len;
+
+    if (tx->name.data == NULL
+        || ngx_array_init(&tx->frames, pool, 4, sizeof(ngx_chat_tx_frame_t))
+           != NGX_OK)
+    {
+        goto failed;
+    }
+
+    ngx_queue_insert_tail(&s->transactions, &tx->link);
+    s->ntransactions++;
+
+    return NGX_OK;
+
+failed:
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+
+    ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_chat_session_tx_add(ngx_chat_session_t *s, ngx_chat_tx_t *tx,
+    ngx_chat_stomp_frame_t *f)
+{
+    ngx_str_t             v;
+    ngx_chat_tx_frame_t  *tf;
+
+    if (tx->frames.nelts == NGX_CHAT_MAX_TX_FRAMES) {
+        ngx_chat_session_error(s, "transaction too large", NULL, NULL,
+                               NGX_CHAT_WS_CLOSE_POLICY);
+        return NGX_ERROR;
+    }
+
+    if (f->command == NGX_CHAT_STOMP_SEND
+        && ngx_chat_header_value(f, "destination", &v) != NGX_OK)
+    {
+        ngx_chat_session_error(s, "SEND without destination", NULL, NULL,
+                               NGX_CHAT_WS_CLOSE_PROTOCOL);
+        return NGX_ERROR;
+    }
+
+    if (f->command != NGX_CHAT_STOMP_SEND
+        && ngx_chat_header_value(f, "id", &v) != NGX_OK
+        && ngx_chat_header_value(f, "message-id", &v) != NGX_OK)
+    {
+        ngx_chat_session_error(s, "ACK without id", NULL, NULL,
+                               NGX_CHAT_WS_CLOSE_PROTOCOL);
+        return NGX_ERROR;
+    }
+
+    tf = ngx_array_push(&tx->frames);
+    if (tf == NULL) {
+        goto failed;
+    }
+
+    ngx_memzero(tf, sizeof(ngx_chat_tx_frame_t));
+    tf->command = f->command;
+
+    if (f->command == NGX_CHAT_STOMP_SEND) {
+        tf->destination.len = v.len;
+        tf->destination.data = ngx_pstrdup(tx->pool, &v);
+
+        tf->body.len = f->body_len;
+        tf->body.data = ngx_pnalloc(tx->pool, f->body_len + 1);
+
+        if (tf->destination.data == NULL || tf->body.data == NULL) {
+            goto failed;
+        }
+
+        ngx_memcpy(tf->body.data, f->body, f->body_len);
+
+    } else {
+        tf->id.len = v.len;
+        tf->id.data = ngx_pstrdup(tx->pool, &v);
+
+        if (tf->id.data == NULL) {
+            goto failed;
+        }
+
+        if (ngx_chat_header_value(f, "subscription", &v) == NGX_OK) {
+            tf->subscription.len = v.len;
+            tf->subscription.data = ngx_pstrdup(tx->pool, &v);
+
+            if (tf->subscription.data == NULL) {
+                goto failed;
+            }
+        }
+    }
+
+    return NGX_OK;
+
+failed:
+
+    ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_chat_session_commit(ngx_chat_session_t *s, ngx_str_t *name)
+{
+    ngx_int_t             rc;
+    ngx_str_t             none;
+    ngx_uint_t            i;
+    ngx_chat_tx_t        *tx;
+    ngx_chat_tx_frame_t  *tf;
+
+    tx = ngx_chat_session_tx_find(s, name);
+    if (tx == NULL) {
+        ngx_chat_session_error(s, "unknown transaction", NULL, NULL,
+                               NGX_CHAT_WS_CLOSE_PROTOCOL);
+        return NGX_ERROR;
+    }
+
+    /* the transaction leaves the list first: a frame may end the session */
+    ngx_queue_remove(&tx->link);
+    ngx_queue_init(&tx->link);
+    s->ntransactions--;
+
+    ngx_str_null(&none);
+    tf = tx->frames.elts;
+    rc = NGX_OK;
+
+    for (i = 0; i < tx->frames.nelts && rc == NGX_OK && !s->closing; i++) {
+
+        if (tf[i].command == NGX_CHAT_STOMP_SEND) {
+            rc = ngx_chat_session_send(s, &tf[i].destination, tf[i].body.data,
+                                       tf[i].body.len, &none);
+
+        } else {
+            rc = ngx_chat_session_ack(s, tf[i].command, &tf[i].id,
+                                      &tf[i].subscription);
+        }
+    }
+
+    ngx_destroy_pool(tx->pool);
+
+    return rc;
+}
+
+
+static ngx_chat_tx_t *
+ngx_chat_session_tx_find(ngx_chat_session_t *s, ngx_str_t *name)
+{
+    ngx_queue_t    *q;
+    ngx_chat_tx_t  *tx;
+
+    for (q = ngx_queue_head(&s->transactions);
+         q != ngx_queue_sentinel(&s->transactions);
+         q = ngx_queue_next(q))
+    {
+        tx = ngx_queue_data(q, ngx_chat_tx_t, link);
+
+        if (tx->name.len == name->len
+            && ngx_strncmp(tx->name.data, name->data, name->len) == 0)
+        {
+            return tx;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_chat_session_tx_free(ngx_chat_session_t *s, ngx_chat_tx_t *tx)
+{
+    ngx_queue_remove(&tx->link);
+    s->ntransactions--;
+    ngx_destroy_pool(tx->pool);
+}
+
+
+static void
+ngx_chat_session_on_closed(ngx_chat_ws_t *ws)
+{
+    ngx_chat_session_t  *s = ws->data;
+
+    ngx_uint_t      i;
+    ngx_queue_t    *q;
+    ngx_chat_op_t  *op;
+
+    s->closing = 1;
+
+    if (s->timer.timer_set) {
+        ngx_del_timer(&s->timer);
+    }
+
+    while (!ngx_queue_empty(&s->ops)) {
+        q = ngx_queue_head(&s->ops);
+        op = ngx_queue_data(q, ngx_chat_op_t, link);
+        ngx_queue_remove(q);
+        s->nops--;
+        op->cancel(op);
+    }
+
+    while (!ngx_queue_empty(&s->transactions)) {
+        q = ngx_queue_head(&s->transactions);
+        ngx_chat_session_tx_free(s, ngx_queue_data(q, ngx_chat_tx_t, link));
+    }
+
+    if (s->connected) {
+        ngx_chat_messaging_unregister(s);
+        s->connected = 0;
+    }
+
+    for (i = 0; i < s->nsubs; i++) {
+        ngx_free(s->subs[i].id.data);
+    }
+
+    s->nsubs = 0;
+
+    if (s->in) {
+        ngx_free(s->in);
+        s->in = NULL;
+    }
+
+    ws->data = NULL;
+}
+
+
+void
+ngx_chat_session_op_start(ngx_chat_session_t *s, ngx_chat_op_t *op,
+    ngx_chat_op_cancel_pt cancel)
+{
+    op->session = s;
+    op->cancel = cancel;
+    ngx_queue_insert_tail(&s->ops, &op->link);
+    s->nops++;
+}
+
+
+void
+ngx_chat_session_op_done(ngx_chat_session_t *s, ngx_chat_op_t *op)
+{
+    ngx_queue_remove(&op->link);
+    s->nops--;
+
+    if (s->disconnecting && s->nops == 0 && !s->closing) {
+        ngx_chat_session_receipt(s, &s->disconnect_receipt);
+        ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_NORMAL, NULL);
+    }
+}
+
+
+void
+ngx_chat_session_deliver(ngx_chat_session_t *s, ngx_chat_dest_e dest,
+    u_char *message_id, size_t message_id_len, ngx_chat_blob_t *body)
+{
+    u_char           *p;
+    size_t            len;
+    uint64_t          ack;
+    ngx_uint_t        i, esc;
+    ngx_chat_sub_t   *sub;
+    u_char            mid[NGX_INT64_LEN + 2];
+    u_char            head[1024];
+
+    if (s->closing || !s->connected || s->dest_subs[dest] == 0) {
+        return;
+    }
+
+    esc = (s->version >= 11);
+
+    for (i = 0; i < s->nsubs && !s->closing; i++) {
+        sub = &s->subs[i];
+
+        if (sub->dest != dest) {
+            continue;
+        }
+
+        if (message_id_len == 0) {
+            message_id = mid;
+            message_id_len = ngx_sprintf(mid, "m%uL", ++s->ack_counter) - mid;
+        }
+
+        ack = 0;
+
+        if (sub->ack != NGX_CHAT_ACK_AUTO) {
+            ack = ++s->ack_counter;
+
+            if (sub->npending == NGX_CHAT_PENDING_ACKS) {
+                /* the oldest unacknowledged one is forgotten */
+                ngx_memmove(&sub->pending[0], &sub->pending[1],
+                            (NGX_CHAT_PENDING_ACKS - 1) * sizeof(uint64_t));
+                sub->npending--;
+            }
+
+            sub->pending[sub->npending++] = ack;
+        }
+
+        len = sizeof("MESSAGE\ncontent-type:application/json\n"
+                     "content-length:\n\n") + NGX_SIZE_T_LEN
+              + ngx_chat_header_len("subscription", sub->id.data,
+                                    sub->id.len, esc)
+              + ngx_chat_header_len("message-id", message_id,
+                                    message_id_len, esc)
+              + ngx_chat_header_len("destination", sub->destination.data,
+                                    sub->destination.len, esc)
+              + (ack ? sizeof("ack:\n") + NGX_INT64_LEN : 0);
+
+        if (len > sizeof(head)) {
+            ngx_log_error(NGX_LOG_INFO, s->log, 0,
+                          "chat: MESSAGE headers too long, not delivered");
+            continue;
+        }
+
+        p = ngx_cpymem(head, "MESSAGE\n", sizeof("MESSAGE\n") - 1);
+        p = ngx_chat_put_header(p, "subscription", sub->id.data, sub->id.len,
+                                esc);
+        p = ngx_chat_put_header(p, "message-id", message_id, message_id_len,
+                                esc);
+        p = ngx_chat_put_header(p, "destination", sub->destination.data,
+                                sub->destination.len, esc);
+
+        if (ack) {
+            p = ngx_sprintf(p, "ack:%uL\n", ack);
+        }
+
+        p = ngx_sprintf(p, "content-type:application/json\n"
+                        "content-length:%uz\n\n", body->len);
+
+        /* the blob carries the body and the frame's closing NUL */
+        if (ngx_chat_session_write(s, head, p - head, body) != NGX_OK) {
+            return;
+        }
+    }
+}
+
+
+void
+ngx_chat_session_reject(ngx_chat_session_t *s, const char *code,
+    const char *message, ngx_str_t *client_msg_id, ngx_str_t *receipt)
+{
+    u_char           *p;
+    size_t            len;
+    ngx_chat_blob_t  *b;
+
+    if (s->closing || s->dest_subs[NGX_CHAT_DEST_ERRORS] == 0) {
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
+                      "chat: request rejected (%s: %s), the session does not "
+                      "subscribe to /user/queue/errors", code, message);
+        return;
+    }
+
+    len = sizeof("{\"type\":\"error\",\"code\":\"\",\"message\":\"\","
+                 "\"clientMsgId\":\"\",\"receiptId\":\"\"}")
+          + ngx_strlen(code) + ngx_strlen(message)
+          + (client_msg_id ? 6 * client_msg_id->len : 0)
+          + (receipt ? 6 * receipt->len : 0);
+
+    b = ngx_chat_blob_create(len);
+    if (b == NULL) {
+        return;
+    }
+
+    p = ngx_sprintf(b->data, "{\"type\":\"error\",\"code\":\"%s\","
+                    "\"message\":\"%s\"", code, message);
+
+    if (client_msg_id && client_msg_id->len) {
+        p = ngx_cpymem(p, ",\"clientMsgId\":\"", 16);
+        p = (u_char *) ngx_escape_json(p, client_msg_id->data,
+                                       client_msg_id->len);
+        *p++ = '"';
+    }
+
+    if (receipt && receipt->len) {
+        p = ngx_cpymem(p, ",\"receiptId\":\"", 14);
+        p = (u_char *) ngx_escape_json(p, receipt->data, receipt->len);
+        *p++ = '"';
+    }
+
+    *p++ = '}';
+    b->len = p - b->data;
+    *p = '\0';
+
+    ngx_chat_session_deliver(s, NGX_CHAT_DEST_ERRORS, NULL, 0, b);
+    ngx_chat_blob_release(b);
+}
+
+
+void
+ngx_chat_session_receipt(ngx_chat_session_t *s, ngx_str_t *receipt)
+{
+    u_char      *p, *head;
+    size_t       len;
+    ngx_uint_t   esc;
+
+    if (s->closing) {
+        return;
+    }
+
+    esc = (s->version >= 11);
+    len = sizeof("RECEIPT\n\n") + ngx_chat_header_len("receipt-id",
+                                                      receipt->data,
+                                                      receipt->len, esc);
+
+    head = ngx_alloc(len, s->log);
+    if (head == NULL) {
+        ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+        return;
+    }
+
+    p = ngx_cpymem(head, "RECEIPT\n", sizeof("RECEIPT\n") - 1);
+    p = ngx_chat_put_header(p, "receipt-id", receipt->data, receipt->len,
+                            esc);
+    *p++ = '\n';
+    *p++ = '\0';
+
+    (void) ngx_chat_session_write(s, head, p - head, NULL);
+    ngx_free(head);
+}
+
+
+/* ERROR frame, then the connection closes */
+
+static void
+ngx_chat_session_error(ngx_chat_session_t *s, const char *msg,
+    const char *detail, ngx_str_t *receipt, uint16_t code)
+{
+    u_char      *p, *head;
+    size_t       len, dlen;
+    ngx_uint_t   esc;
+
+    if (s->closing) {
+        return;
+    }
+
+    esc = (s->version != 10);
+    dlen = detail ? ngx_strlen(detail) : 0;
+
+    len = sizeof("ERROR\nmessage:\ncontent-type:text/plain\n"
+                 "content-length:\n\n\n") + NGX_SIZE_T_LEN + dlen
+          + ngx_strlen(msg)
+          + (receipt && receipt->len
+             ? ngx_chat_header_len("receipt-id", receipt->data,
+                                   receipt->len, esc)
+             : 0);
+
+    head = ngx_alloc(len, s->log);
+
+    if (head != NULL) {
+        p = ngx_sprintf(head, "ERROR\nmessage:%s\n", msg);
+
+        if (receipt && receipt->len) {
+            p = ngx_chat_put_header(p, "receipt-id", receipt->data,
+                                    receipt->len, esc);
+        }
+
+        p = ngx_sprintf(p, "content-type:text/plain\ncontent-length:%uz\n\n",
+                        dlen);
+        p = ngx_cpymem(p, detail ? detail : "", dlen);
+        *p++ = '\0';
+
+        (void) ngx_chat_session_write(s, head, p - head, NULL);
+        ngx_free(head);
+    }
+
+    s->closing = 1;
+    ngx_chat_ws_close(s->ws, code, msg);
+}
+
+
+static void
+ngx_chat_session_timer_handler(ngx_event_t *ev)
+{
+    ngx_chat_session_t  *s = ev->data;
+
+    ngx_msec_t  now, next, idle;
+
+    if (!s->connected) {
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
+                      "chat: no CONNECT within %M ms", s->lcf->connect_timeout);
+        ngx_chat_session_error(s, "CONNECT timed out", NULL, NULL,
+                               NGX_CHAT_WS_CLOSE_POLICY);
+        return;
+    }
+
+    now = ngx_current_msec;
+    next = NGX_MAX_INT32_VALUE;
+
+    if (s->hb_recv) {
+        idle = now - s->ws->last_read;
+
+        if (idle >= s->hb_recv + s->lcf->heartbeat_grace) {
+            ngx_log_error(NGX_LOG_INFO, s->log, 0,
+                          "chat: client silent for %M ms, heart-beat missed",
+                          idle);
+            ngx_chat_session_error(s, "heart-beat timeout", NULL, NULL,
+                                   NGX_CHAT_WS_CLOSE_POLICY);
+            return;
+        }
+
+        next = s->hb_recv + s->lcf->heartbeat_grace - idle;
+    }
+
+    if (s->hb_send) {
+        idle = now - s->ws->last_write;
+
+        if (idle + 10 >= s->hb_send) {
+            if (ngx_chat_session_write(s, (u_char *) "\n", 1, NULL)
+                != NGX_OK)
+            {
+                return;
+            }
+
+            idle = 0;
+        }
+
+        next = ngx_min(next, s->hb_send - idle);
+    }
+
+    if (!ngx_exiting && next != NGX_MAX_INT32_VALUE) {
+        ngx_add_timer(&s->timer, next);
+    }
+}
+
+
+static ngx_int_t
+ngx_chat_session_write(ngx_chat_session_t *s, u_char *head, size_t len,
+    ngx_chat_blob_t *body)
+{
+    if (ngx_chat_ws_send(s->ws, head, len, body) != NGX_OK) {
+        s->closing = 1;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_chat_header_value(ngx_chat_stomp_frame_t *f, const char *name,
+    ngx_str_t *value)
+{
+    ngx_chat_stomp_header_t  *h;
+
+    h = ngx_chat_stomp_header(f, name);
+
+    if (h == NULL) {
+        ngx_str_null(value);
+        return NGX_DECLINED;
+    }
+
+    value->data = h->value;
+    value->len = h->value_len;
+
+    return NGX_OK;
+}
+
+
+static size_t
+ngx_chat_header_len(const char *name, u_char *value, size_t len,
+    ngx_uint_t escape)
+{
+    return ngx_strlen(name) + 2
+           + (escape ? ngx_chat_stomp_escaped_len(value, len) : len);
+}
+
+
+static u_char *
+ngx_chat_put_header(u_char *p, const char *name, u_char *value, size_t len,
+    ngx_uint_t escape)
+{
+    size_t  i;
+
+    p = ngx_cpymem(p, name, ngx_strlen(name));
+    *p++ = ':';
+
+    if (escape) {
+        p = ngx_chat_stomp_escape(p, value, len);
+
+    } else {
+        /* STOMP 1.0 has no escapes: a line break may not pass */
+        for (i = 0; i < len; i++) {
+            *p++ = (value[i] == '\n' || value[i] == '\r') ? ' ' : value[i];
+        }
+    }
+
+    *p++ = '\n';
+
+    return p;
+}
