@@ -17,6 +17,7 @@
 
 #define NGX_CHAT_OP_SEND         0
 #define NGX_CHAT_OP_TYPING       1
+#define NGX_CHAT_OP_READ         2
 
 
 /* a user with at least one session in this worker */
@@ -38,7 +39,9 @@ typedef struct {
     ngx_str_t                 conversation;
     ngx_str_t                 client_msg_id;
     ngx_str_t                 receipt;
-    ngx_str_t                 keys[4];     /* members, seq, gen, dedup */
+    ngx_str_t                 keys[4];     /* members, seq, gen, and
+                                              dedup (SEND) or reads (READ) */
+    ngx_str_t                 seq;         /* READ: the seq read */
     ngx_str_t                 head;        /* payload up to the seq */
     ngx_str_t                 tail;        /* payload after the seq */
     ngx_str_t                 gen;
@@ -57,6 +60,8 @@ static void ngx_chat_messaging_on_message(u_char *channel, size_t channel_len,
 static ngx_int_t ngx_chat_send_prepare(ngx_chat_session_t *s,
     ngx_chat_send_t *op, u_char *body, size_t len);
 static ngx_int_t ngx_chat_typing_prepare(ngx_chat_session_t *s,
+    ngx_chat_send_t *op, u_char *body, size_t len);
+static ngx_int_t ngx_chat_read_prepare(ngx_chat_session_t *s,
     ngx_chat_send_t *op, u_char *body, size_t len);
 static void ngx_chat_send_run(ngx_chat_send_t *op);
 static void ngx_chat_send_reply(redisReply *reply, void *data);
@@ -145,6 +150,34 @@ static ngx_chat_redis_script_t  ngx_chat_relay_script = {
 
 
 /*
+ * A read watermark: it only moves forward and never past the last seq;
+ * a move is relayed to the other members.
+ * KEYS: members set, seq counter, generation, reads hash. ARGV: reader,
+ * seq, payload head (ends with "seq":), payload tail. Returns {1, seq}
+ * (the watermark now), {0, ""} or {-1, generation} as above.
+ */
+static ngx_chat_redis_script_t  ngx_chat_read_script = {
+    "if redis.call('EXISTS', KEYS[1]) == 0"
+    " or redis.call('EXISTS', KEYS[2]) == 0 then"
+    "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
+    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then"
+    "  return {0, ''} end "
+    "local last = tonumber(redis.call('GET', KEYS[2])) "
+    "local want = math.min(tonumber(ARGV[2]), last) "
+    "local old = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') "
+    "if want <= old then return {1, tostring(old)} end "
+    "redis.call('HSET', KEYS[4], ARGV[1], want) "
+    "local msg = ARGV[3] .. want .. ARGV[4] "
+    "for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do"
+    "  if m ~= '' and m ~= ARGV[1] then"
+    "    redis.call('PUBLISH', 'chat:u:' .. m, msg) end "
+    "end "
+    "return {1, tostring(want)}",
+    ""
+};
+
+
+/*
  * Fills the membership cache from PostgreSQL's answer, unless the
  * membership changed since the miss (the generation moved on), and raises
  * the seq counter to at least what PostgreSQL knows.
@@ -195,6 +228,7 @@ ngx_chat_messaging_init_process(ngx_cycle_t *cycle)
 
     if (ngx_chat_redis_script(&ngx_chat_send_script) != NGX_OK
         || ngx_chat_redis_script(&ngx_chat_relay_script) != NGX_OK
+        || ngx_chat_redis_script(&ngx_chat_read_script) != NGX_OK
         || ngx_chat_redis_script(&ngx_chat_rebuild_script) != NGX_OK
         || ngx_chat_redis_script(&ngx_chat_invalidate_script) != NGX_OK)
     {
@@ -347,13 +381,14 @@ ngx_chat_messaging_on_message(u_char *channel, size_t channel_len,
     mid_len = p - mid;
     p++;
 
-    b = ngx_chat_blob_create(end - p);
+    /* the JSON and the NUL that ends the STOMP frame */
+    b = ngx_chat_blob_create(end - p + 1);
     if (b == NULL) {
         return;
     }
 
     ngx_memcpy(b->data, p, end - p);
-    b->data[b->len] = '\0';
+    b->data[end - p] = '\0';
 
     for (q = ngx_queue_head(&u->sessions);
          q != ngx_queue_sentinel(&u->sessions);
@@ -474,6 +509,12 @@ ngx_chat_messaging_send(ngx_chat_session_t *s, ngx_str_t *destination,
     {
         kind = NGX_CHAT_OP_TYPING;
 
+    } else if (destination->len == sizeof("/app/chat.read") - 1
+               && ngx_strncmp(destination->data, "/app/chat.read",
+                              destination->len) == 0)
+    {
+        kind = NGX_CHAT_OP_READ;
+
     } else {
         return NGX_DECLINED;
     }
@@ -507,8 +548,11 @@ ngx_chat_messaging_send(ngx_chat_session_t *s, ngx_str_t *destination,
     if (kind == NGX_CHAT_OP_SEND) {
         rc = ngx_chat_send_prepare(s, op, body, len);
 
-    } else {
+    } else if (kind == NGX_CHAT_OP_TYPING) {
         rc = ngx_chat_typing_prepare(s, op, body, len);
+
+    } else {
+        rc = ngx_chat_read_prepare(s, op, body, len);
     }
 
     if (rc == NGX_ERROR) {
@@ -799,6 +843,96 @@ ngx_chat_typing_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
 }
 
 
+/*
+ * chat.read: {"conversationId", "seq"}; the payload is split around the
+ * watermark that Redis settles on.
+ */
+
+static ngx_int_t
+ngx_chat_read_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
+    u_char *body, size_t len)
+{
+    u_char        *p;
+    size_t         n;
+    uint64_t       ms;
+    json_t        *root, *conv, *seq;
+    ngx_str_t      jconv, juser;
+    ngx_time_t    *tp;
+    json_error_t   jerr;
+
+    root = json_loadb((char *) body, len, JSON_REJECT_DUPLICATES, &jerr);
+    conv = root ? json_object_get(root, "conversationId") : NULL;
+    seq = root ? json_object_get(root, "seq") : NULL;
+
+    if (!json_is_string(conv)
+        || json_string_length(conv) == 0
+        || json_string_length(conv) > NGX_CHAT_CONV_ID_MAX
+        || !json_is_integer(seq)
+        || json_integer_value(seq) < 1)
+    {
+        if (root) {
+            json_decref(root);
+        }
+
+        ngx_chat_session_reject(s, "bad_request",
+                                "the body must be a JSON object with a "
+                                "conversationId and a seq of at least 1",
+                                NULL, &op->receipt);
+        return NGX_DECLINED;
+    }
+
+    op->conversation.len = json_string_length(conv);
+    op->conversation.data = ngx_pnalloc(op->pool, op->conversation.len);
+    op->seq.data = ngx_pnalloc(op->pool, NGX_INT64_LEN);
+
+    if (op->conversation.data == NULL
+        || op->seq.data == NULL
+        || ngx_chat_json_string(op->pool, &jconv, json_string_value(conv),
+                                json_string_length(conv)) != NGX_OK
+        || ngx_chat_json_string(op->pool, &juser, (char *) s->id.user.data,
+                                s->id.user.len) != NGX_OK)
+    {
+        json_decref(root);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(op->conversation.data, json_string_value(conv),
+               op->conversation.len);
+    op->seq.len = ngx_sprintf(op->seq.data, "%L",
+                              (int64_t) json_integer_value(seq))
+                  - op->seq.data;
+    json_decref(root);
+
+    n = sizeof("/user/queue/receipts\n\n{\"type\":\"read\","
+               "\"conversationId\":,\"userId\":,\"seq\":")
+        + jconv.len + juser.len;
+
+    op->head.data = ngx_pnalloc(op->pool, n);
+    op->tail.data = ngx_pnalloc(op->pool,
+                                sizeof(",\"at\":\"2024-01-01T00:00:00.000Z\"}"));
+
+    if (op->head.data == NULL || op->tail.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(op->head.data, "/user/queue/receipts\n\n"
+                    "{\"type\":\"read\",\"conversationId\":%V,"
+                    "\"userId\":%V,\"seq\":", &jconv, &juser);
+    op->head.len = p - op->head.data;
+
+    tp = ngx_timeofday();
+    ms = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    p = ngx_cpymem(op->tail.data, ",\"at\":\"", 7);
+    p = ngx_chat_format_time(p, ms);
+    *p++ = '"';
+    *p++ = '}';
+    op->tail.len = p - op->tail.data;
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_chat_send_run(ngx_chat_send_t *op)
 {
@@ -826,7 +960,10 @@ ngx_chat_send_run(ngx_chat_send_t *op)
 
         op->keys[3].data = p;
 
-        if (op->client_msg_id.len) {
+        if (op->kind == NGX_CHAT_OP_READ) {
+            p = ngx_sprintf(p, "chat:r:%V", &op->conversation);
+
+        } else if (op->client_msg_id.len) {
             p = ngx_sprintf(p, "chat:d:%V:%V:%V", &op->conversation,
                             &op->op.session->id.user, &op->client_msg_id);
         }
@@ -850,6 +987,20 @@ ngx_chat_send_run(ngx_chat_send_t *op)
         argvlen[7] = sizeof(NGX_CHAT_DEDUP_TTL) - 1;
 
         op->redis = ngx_chat_redis_eval(&ngx_chat_send_script,
+                                        ngx_chat_send_reply, op, 4, 8,
+                                        argv, argvlen);
+
+    } else if (op->kind == NGX_CHAT_OP_READ) {
+        argv[4] = (char *) op->op.session->id.user.data;
+        argvlen[4] = op->op.session->id.user.len;
+        argv[5] = (char *) op->seq.data;
+        argvlen[5] = op->seq.len;
+        argv[6] = (char *) op->head.data;
+        argvlen[6] = op->head.len;
+        argv[7] = (char *) op->tail.data;
+        argvlen[7] = op->tail.len;
+
+        op->redis = ngx_chat_redis_eval(&ngx_chat_read_script,
                                         ngx_chat_send_reply, op, 4, 8,
                                         argv, argvlen);
 
@@ -1076,7 +1227,9 @@ ngx_chat_send_finish(ngx_chat_send_t *op, const char *code,
         }
 
     } else {
-        if (op->kind == NGX_CHAT_OP_SEND || ngx_strcmp(code, "unavailable")) {
+        if (op->kind != NGX_CHAT_OP_TYPING
+            || ngx_strcmp(code, "unavailable") != 0)
+        {
             ngx_chat_session_reject(s, code, message, &op->client_msg_id,
                                     &op->receipt);
         }

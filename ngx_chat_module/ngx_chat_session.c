@@ -1257,7 +1257,7 @@ ngx_chat_session_deliver(ngx_chat_session_t *s, ngx_chat_dest_e dest,
         }
 
         p = ngx_sprintf(p, "content-type:application/json\n"
-                        "content-length:%uz\n\n", body->len);
+                        "content-length:%uz\n\n", body->len - 1);
 
         /* the blob carries the body and the frame's closing NUL */
         if (ngx_chat_session_write(s, head, p - head, body) != NGX_OK) {
@@ -1310,8 +1310,8 @@ ngx_chat_session_reject(ngx_chat_session_t *s, const char *code,
     }
 
     *p++ = '}';
+    *p++ = '\0';
     b->len = p - b->data;
-    *p = '\0';
 
     ngx_chat_session_deliver(s, NGX_CHAT_DEST_ERRORS, NULL, 0, b);
     ngx_chat_blob_release(b);

@@ -99,7 +99,10 @@ struct ngx_chat_op_s {
 
 /* ngx_chat_session.c, for the messaging layer */
 
-/* deliver body (a JSON blob) to every subscription of dest */
+/*
+ * deliver body to every subscription of dest: the blob holds the JSON and
+ * the NUL that ends the frame (counted in body->len)
+ */
 void ngx_chat_session_deliver(ngx_chat_session_t *s, ngx_chat_dest_e dest,
     u_char *message_id, size_t message_id_len, ngx_chat_blob_t *body);
 
