@@ -13,6 +13,8 @@
 #define NGX_CHAT_CONV_ID_MAX     36
 #define NGX_CHAT_CLIENT_ID_MAX   64
 #define NGX_CHAT_DEDUP_TTL       "86400"
+#define NGX_CHAT_HISTORY_LEN     "200"      /* recent messages kept in Redis
+                                               for read-your-writes */
 #define NGX_CHAT_REBUILD_TRIES   3
 
 #define NGX_CHAT_OP_SEND         0
@@ -39,11 +41,13 @@ typedef struct {
     ngx_str_t                 conversation;
     ngx_str_t                 client_msg_id;
     ngx_str_t                 receipt;
-    ngx_str_t                 keys[4];     /* members, seq, gen, and
-                                              dedup (SEND) or reads (READ) */
+    ngx_str_t                 keys[5];     /* members, seq, gen, dedup
+                                              (SEND) or reads (READ),
+                                              history (SEND) */
+    ngx_str_t                 route;       /* SEND: "<destination>\n<id>\n" */
     ngx_str_t                 seq;         /* READ: the seq read */
-    ngx_str_t                 head;        /* payload up to the seq */
-    ngx_str_t                 tail;        /* payload after the seq */
+    ngx_str_t                 head;        /* JSON up to the seq */
+    ngx_str_t                 tail;        /* JSON after the seq */
     ngx_str_t                 gen;
 } ngx_chat_send_t;
 
@@ -99,13 +103,16 @@ static ngx_chat_channel_dest_t  ngx_chat_channel_dests[] = {
 
 /*
  * One script accepts a message: membership check, idempotency on the
- * client's id, the next seq and the publish to every member's channel, all
- * atomic, so publish order is seq order on every subscriber.
+ * client's id, the next seq, the publish to every member's channel and the
+ * recent-history buffer, all atomic, so publish order is seq order on
+ * every subscriber.
  *
- * KEYS: members set, seq counter, membership generation, dedup key or "".
- * ARGV: sender, payload head (ends with "seq":), payload tail, dedup ttl.
- * Returns {1, seq}, {2, seq} (a retry of an accepted message), {0, ""}
- * (not a member) or {-1, generation} (the cache must be rebuilt first).
+ * KEYS: members set, seq counter, membership generation, dedup key or "",
+ * history list.
+ * ARGV: sender, route ("<destination>\n<id>\n"), JSON head (ends with
+ * "seq":), JSON tail, dedup ttl, history length.
+ * Returns {1, seq}, {2, "<seq> <json>"} (a retry of an accepted message),
+ * {0, ""} (not a member) or {-1, generation} (rebuild the cache first).
  */
 static ngx_chat_redis_script_t  ngx_chat_send_script = {
     "if redis.call('EXISTS', KEYS[1]) == 0"
@@ -118,12 +125,15 @@ static ngx_chat_redis_script_t  ngx_chat_send_script = {
     "  if old then return {2, old} end "
     "end "
     "local seq = redis.call('INCR', KEYS[2]) "
-    "local msg = ARGV[2] .. seq .. ARGV[3] "
+    "local json = ARGV[3] .. seq .. ARGV[4] "
+    "local msg = ARGV[2] .. json "
     "for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do"
     "  if m ~= '' then redis.call('PUBLISH', 'chat:u:' .. m, msg) end "
     "end "
+    "redis.call('LPUSH', KEYS[5], json) "
+    "redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[6]) - 1) "
     "if KEYS[4] ~= '' then"
-    "  redis.call('SET', KEYS[4], seq, 'EX', ARGV[4]) end "
+    "  redis.call('SET', KEYS[4], seq .. ' ' .. json, 'EX', ARGV[5]) end "
     "return {1, tostring(seq)}",
     ""
 };
@@ -702,14 +712,17 @@ ngx_chat_send_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
                "\"messageId\":\"\",\"conversationId\":,\"seq\":")
         + 2 * NGX_INT64_LEN + jconv.len;
 
-    op->head.data = ngx_pnalloc(op->pool, n);
-    if (op->head.data == NULL) {
+    op->route.data = ngx_pnalloc(op->pool, n);
+    if (op->route.data == NULL) {
         goto failed;
     }
 
-    p = ngx_sprintf(op->head.data, "/user/queue/messages\n%uL\n"
-                    "{\"type\":\"message\",\"messageId\":\"%uL\","
-                    "\"conversationId\":%V,\"seq\":", id, id, &jconv);
+    p = ngx_sprintf(op->route.data, "/user/queue/messages\n%uL\n", id);
+    op->route.len = p - op->route.data;
+
+    op->head.data = p;
+    p = ngx_sprintf(p, "{\"type\":\"message\",\"messageId\":\"%uL\","
+                    "\"conversationId\":%V,\"seq\":", id, &jconv);
     op->head.len = p - op->head.data;
 
     n = sizeof(",\"senderId\":,\"content\":,\"clientMsgId\":,"
@@ -939,11 +952,11 @@ ngx_chat_send_run(ngx_chat_send_t *op)
     u_char      *p;
     size_t       n;
     ngx_uint_t   i;
-    const char  *argv[8];
-    size_t       argvlen[8];
+    const char  *argv[11];
+    size_t       argvlen[11];
 
     if (op->keys[0].len == 0) {
-        n = 4 * (sizeof("chat:x:") + NGX_CHAT_CONV_ID_MAX)
+        n = 5 * (sizeof("chat:x:") + NGX_CHAT_CONV_ID_MAX)
             + NGX_CHAT_USER_ID_MAX + NGX_CHAT_CLIENT_ID_MAX + 2;
 
         p = ngx_pnalloc(op->pool, n);
@@ -969,25 +982,33 @@ ngx_chat_send_run(ngx_chat_send_t *op)
         }
 
         op->keys[3].len = p - op->keys[3].data;
+
+        op->keys[4].data = p;
+        p = ngx_sprintf(p, "chat:h:%V", &op->conversation);
+        op->keys[4].len = p - op->keys[4].data;
     }
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         argv[i] = (char *) op->keys[i].data;
         argvlen[i] = op->keys[i].len;
     }
 
     if (op->kind == NGX_CHAT_OP_SEND) {
-        argv[4] = (char *) op->op.session->id.user.data;
-        argvlen[4] = op->op.session->id.user.len;
-        argv[5] = (char *) op->head.data;
-        argvlen[5] = op->head.len;
-        argv[6] = (char *) op->tail.data;
-        argvlen[6] = op->tail.len;
-        argv[7] = NGX_CHAT_DEDUP_TTL;
-        argvlen[7] = sizeof(NGX_CHAT_DEDUP_TTL) - 1;
+        argv[5] = (char *) op->op.session->id.user.data;
+        argvlen[5] = op->op.session->id.user.len;
+        argv[6] = (char *) op->route.data;
+        argvlen[6] = op->route.len;
+        argv[7] = (char *) op->head.data;
+        argvlen[7] = op->head.len;
+        argv[8] = (char *) op->tail.data;
+        argvlen[8] = op->tail.len;
+        argv[9] = NGX_CHAT_DEDUP_TTL;
+        argvlen[9] = sizeof(NGX_CHAT_DEDUP_TTL) - 1;
+        argv[10] = NGX_CHAT_HISTORY_LEN;
+        argvlen[10] = sizeof(NGX_CHAT_HISTORY_LEN) - 1;
 
         op->redis = ngx_chat_redis_eval(&ngx_chat_send_script,
-                                        ngx_chat_send_reply, op, 4, 8,
+                                        ngx_chat_send_reply, op, 5, 11,
                                         argv, argvlen);
 
     } else if (op->kind == NGX_CHAT_OP_READ) {
