@@ -16,6 +16,9 @@
 #define NGX_CHAT_HISTORY_LEN     "200"      /* recent messages kept in Redis
                                                for read-your-writes */
 #define NGX_CHAT_REBUILD_TRIES   3
+#define NGX_CHAT_EPOCH_KEY       "chat:epoch"
+#define NGX_CHAT_SEQ_JUMP        "1000000"  /* past any seq still in flight
+                                               when Redis lost its data */
 
 #define NGX_CHAT_OP_SEND         0
 #define NGX_CHAT_OP_TYPING       1
@@ -80,6 +83,7 @@ static ngx_int_t ngx_chat_json_string(ngx_pool_t *pool, ngx_str_t *out,
 static uint64_t ngx_chat_next_id(uint64_t *ms);
 static u_char *ngx_chat_format_time(u_char *p, uint64_t ms);
 static void ngx_chat_ignore_reply(redisReply *reply, void *data);
+static void ngx_chat_messaging_on_state(ngx_uint_t up);
 
 
 static ngx_rbtree_t       ngx_chat_users;
@@ -189,19 +193,40 @@ static ngx_chat_redis_script_t  ngx_chat_read_script = {
 
 /*
  * Fills the membership cache from PostgreSQL's answer, unless the
- * membership changed since the miss (the generation moved on), and raises
- * the seq counter to at least what PostgreSQL knows.
- * KEYS: members set, seq counter, generation. ARGV: generation, seq floor,
- * members... The "" member marks a conversation that has no members.
+ * membership changed since the miss (the generation moved on), and makes
+ * sure the seq counter is above every seq ever handed out.
+ *
+ * A missing counter of a conversation that existed before Redis's data
+ * began (the epoch key, set when a gateway first reaches this Redis) means
+ * Redis lost it: messages accepted since the last one PostgreSQL holds may
+ * still be on their way to it, so the counter jumps forward once, past any
+ * of them (PROTOCOL.md section 6).
+ *
+ * KEYS: members set, seq counter, generation, epoch. ARGV: generation,
+ * seq floor (PostgreSQL), conversation creation (ms), jump, members...
+ * The "" member marks a conversation that has no members.
  */
 static ngx_chat_redis_script_t  ngx_chat_rebuild_script = {
     "if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[1] then return 0 end "
     "redis.call('DEL', KEYS[1]) "
     "redis.call('SADD', KEYS[1], '') "
-    "for i = 3, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end "
+    "for i = 5, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end "
     "redis.call('EXPIRE', KEYS[1], 86400) "
-    "local cur = tonumber(redis.call('GET', KEYS[2]) or '-1') "
-    "if cur < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end "
+    "local floor = tonumber(ARGV[2]) "
+    "local cur = redis.call('GET', KEYS[2]) "
+    "if cur then"
+    "  if tonumber(cur) < floor then redis.call('SET', KEYS[2], floor) end"
+    "  return 1 "
+    "end "
+    "local epoch = redis.call('GET', KEYS[4]) "
+    "if not epoch then"
+    "  local t = redis.call('TIME')"
+    "  epoch = t[1] * 1000 + math.floor(t[2] / 1000)"
+    "  redis.call('SET', KEYS[4], epoch) "
+    "end "
+    "if tonumber(ARGV[3]) < tonumber(epoch) then"
+    "  floor = floor + tonumber(ARGV[4]) end "
+    "redis.call('SET', KEYS[2], floor) "
     "return 1",
     ""
 };
@@ -218,7 +243,8 @@ static const char  ngx_chat_rebuild_sql[] =
     "SELECT greatest(c.last_seq, coalesce((SELECT max(m.seq) FROM messages m"
     " WHERE m.conversation_id = c.id), 0)),"
     " array_to_string(array(SELECT cm.user_id FROM conversation_members cm"
-    " WHERE cm.conversation_id = c.id), ',')"
+    " WHERE cm.conversation_id = c.id), ','),"
+    " (extract(epoch FROM c.created_at) * 1000)::bigint"
     " FROM conversations c WHERE c.id = $1";
 
 
@@ -246,7 +272,43 @@ ngx_chat_messaging_init_process(ngx_cycle_t *cycle)
     }
 
     return ngx_chat_redis_init(cycle, mcf->redis, mcf->redis_timeout,
-                               ngx_chat_messaging_on_message, NULL);
+                               ngx_chat_messaging_on_message,
+                               ngx_chat_messaging_on_state);
+}
+
+
+/*
+ * Marks when this Redis's data began, if nobody did yet: counters of
+ * conversations older than that were lost (see the rebuild script).
+ */
+
+static void
+ngx_chat_messaging_on_state(ngx_uint_t up)
+{
+    u_char       *p;
+    ngx_time_t   *tp;
+    const char   *argv[4];
+    size_t        argvlen[4];
+    u_char        ms[NGX_INT64_LEN];
+
+    if (!up) {
+        return;
+    }
+
+    tp = ngx_timeofday();
+    p = ngx_sprintf(ms, "%uL", (uint64_t) tp->sec * 1000 + tp->msec);
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = NGX_CHAT_EPOCH_KEY;
+    argvlen[1] = sizeof(NGX_CHAT_EPOCH_KEY) - 1;
+    argv[2] = (char *) ms;
+    argvlen[2] = p - ms;
+    argv[3] = "NX";
+    argvlen[3] = 2;
+
+    (void) ngx_chat_redis_command(ngx_chat_ignore_reply, NULL, 4, argv,
+                                  argvlen);
 }
 
 
@@ -1139,7 +1201,7 @@ ngx_chat_send_rebuild_pg(PGresult *res, void *data)
     ngx_chat_send_t  *op = data;
 
     u_char                *p, *end, *comma;
-    char                  *floor, *members;
+    char                  *floor, *members, *created;
     size_t                 n;
     ngx_uint_t             argc;
     const char           **v;
@@ -1166,8 +1228,9 @@ ngx_chat_send_rebuild_pg(PGresult *res, void *data)
 
     floor = PQgetvalue(res, 0, 0);
     members = PQgetvalue(res, 0, 1);
+    created = PQgetvalue(res, 0, 2);
 
-    n = 5 + ngx_strlen(members) / 2 + 1;
+    n = 8 + ngx_strlen(members) / 2 + 1;
 
     v = ngx_palloc(op->pool, n * sizeof(char *));
     vl = ngx_palloc(op->pool, n * sizeof(size_t));
@@ -1183,11 +1246,17 @@ ngx_chat_send_rebuild_pg(PGresult *res, void *data)
     vl[1] = op->keys[1].len;
     v[2] = (char *) op->keys[2].data;
     vl[2] = op->keys[2].len;
-    v[3] = (char *) op->gen.data;
-    vl[3] = op->gen.len;
-    v[4] = floor;
-    vl[4] = ngx_strlen(floor);
-    argc = 5;
+    v[3] = NGX_CHAT_EPOCH_KEY;
+    vl[3] = sizeof(NGX_CHAT_EPOCH_KEY) - 1;
+    v[4] = (char *) op->gen.data;
+    vl[4] = op->gen.len;
+    v[5] = floor;
+    vl[5] = ngx_strlen(floor);
+    v[6] = created;
+    vl[6] = ngx_strlen(created);
+    v[7] = NGX_CHAT_SEQ_JUMP;
+    vl[7] = sizeof(NGX_CHAT_SEQ_JUMP) - 1;
+    argc = 8;
 
     p = (u_char *) members;
     end = p + ngx_strlen(members);
@@ -1208,7 +1277,7 @@ ngx_chat_send_rebuild_pg(PGresult *res, void *data)
     /* the values point into res, which the script call copies */
 
     op->redis = ngx_chat_redis_eval(&ngx_chat_rebuild_script,
-                                    ngx_chat_send_rebuild_reply, op, 3,
+                                    ngx_chat_send_rebuild_reply, op, 4,
                                     (int) argc, v, vl);
 
     if (op->redis == NULL) {

@@ -415,3 +415,30 @@ while (my $x = $b->stomp_message('/user/queue/messages', 2)) {
     last if $x->{content} eq 'steady';
 }
 is($n && $n->{content}, 'steady', 'and the next one too');
+
+
+
+=== TEST 16: Redis lost its data: old conversations jump forward once, new ones start at 1
+--- config
+$TEST_NGINX_CHAT_CONFIG
+--- tests: 4
+--- perl
+my $a = member('alice16');
+my $conv = conversation('alice16', 'direct', 'bob16');
+send_msg($a, $conv, "m$_") for 1 .. 2;
+$a->stomp_message('/user/queue/messages', 3) for 1 .. 2;
+redis_cmd('FLUSHALL');
+send_msg($a, $conv, 'after the loss');
+my $m = $a->stomp_message('/user/queue/messages', 3);
+cmp_ok($m && $m->{seq}, '>', 1000000, 'the sequence jumped past 1000000');
+send_msg($a, $conv, 'next');
+my $n = $a->stomp_message('/user/queue/messages', 3);
+is($n && $n->{seq}, $m->{seq} + 1, 'then grows by one again');
+select(undef, undef, undef, 1.1);
+my $fresh = conversation('alice16', 'direct', 'carol16');
+send_msg($a, $fresh, 'new');
+$m = $a->stomp_message('/user/queue/messages', 3);
+is($m && $m->{conversationId}, $fresh, 'a new conversation');
+is($m && $m->{seq}, 1, 'starts at 1');
+--- no_error_log
+[error]
