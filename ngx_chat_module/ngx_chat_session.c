@@ -27,6 +27,13 @@ typedef struct {
 } ngx_chat_tx_t;
 
 
+/* a RECEIPT waiting for the requests before it (COMMIT) */
+typedef struct {
+    ngx_chat_op_t             op;            /* first */
+    ngx_str_t                 receipt;
+} ngx_chat_barrier_t;
+
+
 typedef struct {
     const char               *name;
     size_t                    len;
@@ -67,11 +74,14 @@ static ngx_int_t ngx_chat_session_ack(ngx_chat_session_t *s,
 static ngx_int_t ngx_chat_session_send(ngx_chat_session_t *s,
     ngx_str_t *destination, u_char *body, size_t len, ngx_str_t *receipt);
 static ngx_int_t ngx_chat_session_begin(ngx_chat_session_t *s,
-    ngx_str_t *name);
+    ngx_str_t *name, ngx_str_t *receipt);
 static ngx_int_t ngx_chat_session_commit(ngx_chat_session_t *s,
-    ngx_str_t *name);
+    ngx_str_t *name, ngx_str_t *receipt);
 static ngx_int_t ngx_chat_session_tx_add(ngx_chat_session_t *s,
     ngx_chat_tx_t *tx, ngx_chat_stomp_frame_t *f);
+static ngx_int_t ngx_chat_session_barrier(ngx_chat_session_t *s,
+    ngx_str_t *receipt);
+static void ngx_chat_session_barrier_cancel(ngx_chat_op_t *op);
 static ngx_chat_tx_t *ngx_chat_session_tx_find(ngx_chat_session_t *s,
     ngx_str_t *name);
 static void ngx_chat_session_tx_free(ngx_chat_session_t *s,
@@ -161,52 +171,61 @@ ngx_chat_session_on_data(ngx_chat_ws_t *ws, u_char *data, size_t len)
     ngx_chat_session_t  *s = ws->data;
 
     u_char  *p;
-    size_t   size, limit;
+    size_t   n, size, limit;
 
-    if (s->closing) {
-        return;
-    }
+    /*
+     * The buffer holds at most one frame (plus trailing EOLs): the bytes
+     * are taken in pieces that fit and parsed as they come, so that a
+     * WebSocket message may carry any number of frames under the limit.
+     */
 
-    /* a frame may not pass max_frame; leave room for trailing EOLs */
     limit = s->lcf->max_frame + 2;
 
-    if (s->in_len + len > limit) {
-        ngx_chat_session_error(s, "frame too large", NULL, NULL,
-                               NGX_CHAT_WS_CLOSE_TOO_BIG);
-        return;
-    }
+    while (len && !s->closing) {
 
-    if (s->in_len + len > s->in_size) {
-        size = ngx_max(s->in_size * 2, NGX_CHAT_IN_INITIAL);
-
-        while (size < s->in_len + len) {
-            size *= 2;
-        }
-
-        size = ngx_min(size, limit);
-
-        p = ngx_alloc(size, s->log);
-        if (p == NULL) {
-            ngx_chat_ws_close(ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+        if (s->in_len >= limit) {
+            /* the parser gives up on such a frame first; be safe */
+            ngx_chat_session_error(s, "frame too large", NULL, NULL,
+                                   NGX_CHAT_WS_CLOSE_TOO_BIG);
             return;
         }
 
-        if (s->in_len) {
-            ngx_memcpy(p, s->in, s->in_len);
+        n = ngx_min(len, limit - s->in_len);
+
+        if (s->in_len + n > s->in_size) {
+            size = ngx_max(s->in_size * 2, NGX_CHAT_IN_INITIAL);
+
+            while (size < s->in_len + n) {
+                size *= 2;
+            }
+
+            size = ngx_min(size, limit);
+
+            p = ngx_alloc(size, s->log);
+            if (p == NULL) {
+                ngx_chat_ws_close(ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+                return;
+            }
+
+            if (s->in_len) {
+                ngx_memcpy(p, s->in, s->in_len);
+            }
+
+            if (s->in) {
+                ngx_free(s->in);
+            }
+
+            s->in = p;
+            s->in_size = size;
         }
 
-        if (s->in) {
-            ngx_free(s->in);
-        }
+        ngx_memcpy(s->in + s->in_len, data, n);
+        s->in_len += n;
+        data += n;
+        len -= n;
 
-        s->in = p;
-        s->in_size = size;
+        ngx_chat_session_parse(s);
     }
-
-    ngx_memcpy(s->in + s->in_len, data, len);
-    s->in_len += len;
-
-    ngx_chat_session_parse(s);
 }
 
 
@@ -378,10 +397,11 @@ ngx_chat_session_frame(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
         }
 
         if (f->command == NGX_CHAT_STOMP_BEGIN) {
-            rc = ngx_chat_session_begin(s, &tx_name);
+            rc = ngx_chat_session_begin(s, &tx_name, &receipt);
 
         } else if (f->command == NGX_CHAT_STOMP_COMMIT) {
-            rc = ngx_chat_session_commit(s, &tx_name);
+            /* its RECEIPT waits for the SENDs it commits */
+            return ngx_chat_session_commit(s, &tx_name, &receipt);
 
         } else {
             tx = ngx_chat_session_tx_find(s, &tx_name);
@@ -612,11 +632,13 @@ ngx_chat_session_connect(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
         ngx_del_timer(&s->timer);
     }
 
-    if (s->hb_send || s->hb_recv) {
-        ngx_add_timer(&s->timer, ngx_min(s->hb_send ? s->hb_send
-                                                    : NGX_MAX_INT32_VALUE,
-                                         s->hb_recv ? s->hb_recv
-                                                    : NGX_MAX_INT32_VALUE));
+    /* (ngx_min() does not parenthesize its arguments: no ?: inside) */
+
+    if (s->hb_send && s->hb_recv) {
+        ngx_add_timer(&s->timer, ngx_min(s->hb_send, s->hb_recv));
+
+    } else if (s->hb_send || s->hb_recv) {
+        ngx_add_timer(&s->timer, s->hb_send ? s->hb_send : s->hb_recv);
     }
 
     return NGX_OK;
@@ -904,19 +926,20 @@ ngx_chat_session_send(ngx_chat_session_t *s, ngx_str_t *destination,
 
 
 static ngx_int_t
-ngx_chat_session_begin(ngx_chat_session_t *s, ngx_str_t *name)
+ngx_chat_session_begin(ngx_chat_session_t *s, ngx_str_t *name,
+    ngx_str_t *receipt)
 {
     ngx_pool_t     *pool;
     ngx_chat_tx_t  *tx;
 
     if (ngx_chat_session_tx_find(s, name) != NULL) {
-        ngx_chat_session_error(s, "transaction already begun", NULL, NULL,
-                               NGX_CHAT_WS_CLOSE_PROTOCOL);
+        ngx_chat_session_error(s, "transaction already begun", NULL,
+                               receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
         return NGX_ERROR;
     }
 
     if (s->ntransactions == NGX_CHAT_MAX_TRANSACTIONS) {
-        ngx_chat_session_error(s, "too many transactions", NULL, NULL,
+        ngx_chat_session_error(s, "too many transactions", NULL, receipt,
                                NGX_CHAT_WS_CLOSE_POLICY);
         return NGX_ERROR;
     }
@@ -962,11 +985,13 @@ static ngx_int_t
 ngx_chat_session_tx_add(ngx_chat_session_t *s, ngx_chat_tx_t *tx,
     ngx_chat_stomp_frame_t *f)
 {
-    ngx_str_t             v;
+    ngx_str_t             v, receipt;
     ngx_chat_tx_frame_t  *tf;
 
+    ngx_chat_header_value(f, "receipt", &receipt);
+
     if (tx->frames.nelts == NGX_CHAT_MAX_TX_FRAMES) {
-        ngx_chat_session_error(s, "transaction too large", NULL, NULL,
+        ngx_chat_session_error(s, "transaction too large", NULL, &receipt,
                                NGX_CHAT_WS_CLOSE_POLICY);
         return NGX_ERROR;
     }
@@ -974,8 +999,8 @@ ngx_chat_session_tx_add(ngx_chat_session_t *s, ngx_chat_tx_t *tx,
     if (f->command == NGX_CHAT_STOMP_SEND
         && ngx_chat_header_value(f, "destination", &v) != NGX_OK)
     {
-        ngx_chat_session_error(s, "SEND without destination", NULL, NULL,
-                               NGX_CHAT_WS_CLOSE_PROTOCOL);
+        ngx_chat_session_error(s, "SEND without destination", NULL,
+                               &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
         return NGX_ERROR;
     }
 
@@ -983,7 +1008,7 @@ ngx_chat_session_tx_add(ngx_chat_session_t *s, ngx_chat_tx_t *tx,
         && ngx_chat_header_value(f, "id", &v) != NGX_OK
         && ngx_chat_header_value(f, "message-id", &v) != NGX_OK)
     {
-        ngx_chat_session_error(s, "ACK without id", NULL, NULL,
+        ngx_chat_session_error(s, "ACK without id", NULL, &receipt,
                                NGX_CHAT_WS_CLOSE_PROTOCOL);
         return NGX_ERROR;
     }
@@ -1037,17 +1062,18 @@ failed:
 
 
 static ngx_int_t
-ngx_chat_session_commit(ngx_chat_session_t *s, ngx_str_t *name)
+ngx_chat_session_commit(ngx_chat_session_t *s, ngx_str_t *name,
+    ngx_str_t *receipt)
 {
     ngx_int_t             rc;
     ngx_str_t             none;
-    ngx_uint_t            i;
+    ngx_uint_t            i, n;
     ngx_chat_tx_t        *tx;
     ngx_chat_tx_frame_t  *tf;
 
     tx = ngx_chat_session_tx_find(s, name);
     if (tx == NULL) {
-        ngx_chat_session_error(s, "unknown transaction", NULL, NULL,
+        ngx_chat_session_error(s, "unknown transaction", NULL, receipt,
                                NGX_CHAT_WS_CLOSE_PROTOCOL);
         return NGX_ERROR;
     }
@@ -1061,7 +1087,9 @@ ngx_chat_session_commit(ngx_chat_session_t *s, ngx_str_t *name)
     tf = tx->frames.elts;
     rc = NGX_OK;
 
-    for (i = 0; i < tx->frames.nelts && rc == NGX_OK && !s->closing; i++) {
+    n = tx->frames.nelts;
+
+    for (i = 0; i < n && rc == NGX_OK && !s->closing; i++) {
 
         if (tf[i].command == NGX_CHAT_STOMP_SEND) {
             rc = ngx_chat_session_send(s, &tf[i].destination, tf[i].body.data,
@@ -1075,7 +1103,55 @@ ngx_chat_session_commit(ngx_chat_session_t *s, ngx_str_t *name)
 
     ngx_destroy_pool(tx->pool);
 
-    return rc;
+    if (rc != NGX_OK || s->closing) {
+        return NGX_ERROR;
+    }
+
+    /* the COMMIT is done when its SENDs are */
+
+    if (receipt->len) {
+        if (s->nops == 0) {
+            ngx_chat_session_receipt(s, receipt);
+
+        } else if (ngx_chat_session_barrier(s, receipt) != NGX_OK) {
+            ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+            return NGX_ERROR;
+        }
+    }
+
+    return s->closing ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * A RECEIPT that waits for the requests in flight before it: an op of its
+ * own at the tail of s->ops, answered once every op before it is done.
+ */
+
+static ngx_int_t
+ngx_chat_session_barrier(ngx_chat_session_t *s, ngx_str_t *receipt)
+{
+    ngx_chat_barrier_t  *b;
+
+    b = ngx_alloc(sizeof(ngx_chat_barrier_t) + receipt->len, s->log);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->receipt.data = (u_char *) (b + 1);
+    b->receipt.len = receipt->len;
+    ngx_memcpy(b->receipt.data, receipt->data, receipt->len);
+
+    ngx_chat_session_op_start(s, &b->op, ngx_chat_session_barrier_cancel);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_chat_session_barrier_cancel(ngx_chat_op_t *op)
+{
+    ngx_free(op);
 }
 
 
@@ -1173,8 +1249,33 @@ ngx_chat_session_op_start(ngx_chat_session_t *s, ngx_chat_op_t *op,
 void
 ngx_chat_session_op_done(ngx_chat_session_t *s, ngx_chat_op_t *op)
 {
+    ngx_queue_t         *q;
+    ngx_chat_barrier_t  *b;
+
     ngx_queue_remove(&op->link);
     s->nops--;
+
+    /* receipts whose requests are all done now */
+
+    while (!ngx_queue_empty(&s->ops)) {
+        q = ngx_queue_head(&s->ops);
+        op = ngx_queue_data(q, ngx_chat_op_t, link);
+
+        if (op->cancel != ngx_chat_session_barrier_cancel) {
+            break;
+        }
+
+        ngx_queue_remove(q);
+        s->nops--;
+
+        b = (ngx_chat_barrier_t *) op;
+
+        if (!s->closing) {
+            ngx_chat_session_receipt(s, &b->receipt);
+        }
+
+        ngx_free(b);
+    }
 
     if (s->disconnecting && s->nops == 0 && !s->closing) {
         ngx_chat_session_receipt(s, &s->disconnect_receipt);
