@@ -43,6 +43,7 @@ typedef struct {
     ngx_msec_t                 connect_timeout;/* chat_connect_timeout */
     size_t                     send_limit;     /* chat_send_buffer_limit */
     ngx_uint_t                 max_subscriptions;
+    ngx_msec_t                 typing_interval;/* chat_typing_interval */
 } ngx_chat_loc_conf_t;
 
 #define NGX_CHAT_HANDLER_NONE       0

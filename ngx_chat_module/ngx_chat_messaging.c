@@ -144,9 +144,11 @@ static ngx_chat_redis_script_t  ngx_chat_send_script = {
 
 
 /*
- * Relays a typing event to the other members.
- * KEYS: members set, seq counter, membership generation. ARGV: sender,
- * payload. Returns {1, ""}, {0, ""} or {-1, generation} as above.
+ * Relays a typing event to the other members, at most once per interval
+ * for one user in one conversation (across all servers).
+ * KEYS: members set, seq counter, membership generation, limiter key.
+ * ARGV: sender, payload, interval (ms). Returns {1, ""}, {0, ""} or
+ * {-1, generation} as above.
  */
 static ngx_chat_redis_script_t  ngx_chat_relay_script = {
     "if redis.call('EXISTS', KEYS[1]) == 0"
@@ -154,6 +156,8 @@ static ngx_chat_redis_script_t  ngx_chat_relay_script = {
     "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
     "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then"
     "  return {0, ''} end "
+    "if tonumber(ARGV[3]) > 0 and not redis.call('SET', KEYS[4], '1',"
+    " 'PX', ARGV[3], 'NX') then return {1, ''} end "
     "for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do"
     "  if m ~= '' and m ~= ARGV[1] then"
     "    redis.call('PUBLISH', 'chat:u:' .. m, ARGV[2]) end "
@@ -1016,6 +1020,7 @@ ngx_chat_send_run(ngx_chat_send_t *op)
     ngx_uint_t   i;
     const char  *argv[11];
     size_t       argvlen[11];
+    u_char       interval[NGX_INT64_LEN];
 
     if (op->keys[0].len == 0) {
         n = 5 * (sizeof("chat:x:") + NGX_CHAT_CONV_ID_MAX)
@@ -1037,6 +1042,10 @@ ngx_chat_send_run(ngx_chat_send_t *op)
 
         if (op->kind == NGX_CHAT_OP_READ) {
             p = ngx_sprintf(p, "chat:r:%V", &op->conversation);
+
+        } else if (op->kind == NGX_CHAT_OP_TYPING) {
+            p = ngx_sprintf(p, "chat:t:%V:%V", &op->conversation,
+                            &op->op.session->id.user);
 
         } else if (op->client_msg_id.len) {
             p = ngx_sprintf(p, "chat:d:%V:%V:%V", &op->conversation,
@@ -1088,13 +1097,17 @@ ngx_chat_send_run(ngx_chat_send_t *op)
                                         argv, argvlen);
 
     } else {
-        argv[3] = (char *) op->op.session->id.user.data;
-        argvlen[3] = op->op.session->id.user.len;
-        argv[4] = (char *) op->head.data;
-        argvlen[4] = op->head.len;
+        argv[4] = (char *) op->op.session->id.user.data;
+        argvlen[4] = op->op.session->id.user.len;
+        argv[5] = (char *) op->head.data;
+        argvlen[5] = op->head.len;
+        argv[6] = (char *) interval;
+        argvlen[6] = ngx_sprintf(interval, "%M",
+                                 op->op.session->lcf->typing_interval)
+                     - interval;
 
         op->redis = ngx_chat_redis_eval(&ngx_chat_relay_script,
-                                        ngx_chat_send_reply, op, 3, 5,
+                                        ngx_chat_send_reply, op, 4, 7,
                                         argv, argvlen);
     }
 

@@ -175,6 +175,13 @@ static ngx_command_t  ngx_chat_commands[] = {
       offsetof(ngx_chat_loc_conf_t, max_subscriptions),
       NULL },
 
+    { ngx_string("chat_typing_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, typing_interval),
+      NULL },
+
       ngx_null_command
 };
 
@@ -365,6 +372,7 @@ ngx_chat_create_loc_conf(ngx_conf_t *cf)
     lcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     lcf->send_limit = NGX_CONF_UNSET_SIZE;
     lcf->max_subscriptions = NGX_CONF_UNSET_UINT;
+    lcf->typing_interval = NGX_CONF_UNSET_MSEC;
 
     return lcf;
 }
@@ -396,6 +404,8 @@ ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               1024 * 1024);
     ngx_conf_merge_uint_value(conf->max_subscriptions,
                               prev->max_subscriptions, 32);
+    ngx_conf_merge_msec_value(conf->typing_interval, prev->typing_interval,
+                              2000);
 
     if (conf->max_headers > 64) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

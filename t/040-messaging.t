@@ -442,3 +442,36 @@ is($m && $m->{conversationId}, $fresh, 'a new conversation');
 is($m && $m->{seq}, 1, 'starts at 1');
 --- no_error_log
 [error]
+
+
+
+=== TEST 17: a burst of typing events is relayed once per interval
+--- config
+    location /chat/api/ {
+        chat_api;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+    }
+    location = /ws/chat {
+        chat_websocket;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+        chat_typing_interval 600ms;
+    }
+--- tests: 3
+--- perl
+my $a = member('alice17');
+my $b = member('bob17');
+$b->subscribe('/user/queue/typing', 't');
+my $conv = conversation('alice17', 'direct', 'bob17');
+$a->send_json('/app/chat.typing', { conversationId => $conv }) for 1 .. 5;
+my @got;
+while (my $t = $b->stomp_message('/user/queue/typing', 0.4)) {
+    push @got, $t;
+}
+is(scalar @got, 1, 'five typing events in a burst: one relayed');
+select(undef, undef, undef, 0.5);
+$a->send_json('/app/chat.typing', { conversationId => $conv });
+my $t = $b->stomp_message('/user/queue/typing', 2);
+ok($t, 'after the interval the next one is relayed');
+ok($b->stomp_silent(0.3), 'and nothing more');
+--- no_error_log
+[error]
