@@ -16,12 +16,17 @@ DEB_PACKAGES  = nginx nginx-dev libhiredis-dev libpq-dev librdkafka-dev \
                 libjansson-dev libssl-dev libcurl4-openssl-dev pkg-config \
                 libpcre2-dev zlib1g-dev redis-server postgresql \
                 libtest-base-perl libprotocol-websocket-perl \
-                libio-socket-ssl-perl perl make gcc
+                libio-socket-ssl-perl perl make gcc \
+                redis-tools curl procps
 
 MODULE_SRCS   = $(wildcard ngx_chat_module/*.c ngx_chat_module/*.h) config
 
-.PHONY: all module workers deps check-deps test unit clean run start stop \
-        token migrate
+# the scripts find what this Makefile built (also with BUILD=elsewhere)
+CHATCTL       = CHAT_MODULE=$(abspath $(MODULE)) \
+                CHAT_TOKEN_BIN=$(abspath $(BIN))/chat-token scripts/chatctl
+
+.PHONY: all module workers deps check-deps test unit clean distclean run \
+        start stop restart status token migrate psql logs
 
 all: module workers
 
@@ -43,7 +48,7 @@ check-deps:
 	    echo "error: nginx source not found in $(NGINX_SRC):" \
 	         "apt-get install nginx-dev (or make deps)"; exit 1; }
 
-$(NGINX_BUILD)/Makefile: config | check-deps
+$(NGINX_BUILD)/objs/Makefile: config | check-deps
 	rm -rf $(NGINX_BUILD)
 	mkdir -p $(BUILD)
 	cp -r $(NGINX_SRC) $(NGINX_BUILD)
@@ -54,7 +59,7 @@ $(NGINX_BUILD)/Makefile: config | check-deps
 	    --add-dynamic-module=$(CURDIR)' > configure.log 2>&1 \
 	    || { tail -20 $(NGINX_BUILD)/configure.log; exit 1; }
 
-$(MODULE): $(NGINX_BUILD)/Makefile $(MODULE_SRCS)
+$(MODULE): $(NGINX_BUILD)/objs/Makefile $(MODULE_SRCS)
 	$(MAKE) -s -C $(NGINX_BUILD) -f objs/Makefile modules
 
 module: $(MODULE)
@@ -69,3 +74,66 @@ workers: $(BIN)/chat-token
 
 clean:
 	rm -rf $(BUILD)
+
+# the unit tests' rules (the C parsers and chat-token), when present
+ifneq ($(wildcard t/unit/Makefile.inc),)
+include t/unit/Makefile.inc
+else
+unit:
+	sh t/unit/run.sh
+endif
+
+# the daemons' rules (make workers-daemons), when present; not yet part of
+# "all": Kafka and the workers belong to a later issue
+ifneq ($(wildcard workers/Makefile.inc),)
+include workers/Makefile.inc
+endif
+
+# the whole suite: unit tests, then prove -r t/ against one Redis and one
+# PostgreSQL started for the run. T=t/020-api.t runs just that file,
+# PROVE_FLAGS=-v shows every check.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@TEST_NGINX_MODULE=$${TEST_NGINX_MODULE:-$(abspath $(MODULE))} \
+	    CHAT_TOKEN_BIN=$(abspath $(BIN))/chat-token \
+	    scripts/run-tests.sh $(T)
+
+# development: everything on 127.0.0.1, state in var/ (see README.md)
+run: deps
+	@$(MAKE) --no-print-directory all
+	@$(CHATCTL) run
+
+start: deps
+	@$(MAKE) --no-print-directory all
+	@$(CHATCTL) start
+
+stop:
+	@$(CHATCTL) stop
+
+restart: all
+	@$(CHATCTL) restart
+
+status:
+	@$(CHATCTL) status || true
+
+# make token USER=alice [NAME="Alice A."] [TTL=3600]: a development JWT
+# (USER must be given on the command line, not taken from the environment)
+token: workers
+	@$(CHATCTL) token $(if $(TTL),--ttl '$(TTL)') \
+	    $(if $(NAME),--name '$(NAME)') \
+	    $(if $(filter command line,$(origin USER)),'$(USER)',)
+
+migrate:
+	@$(CHATCTL) migrate
+
+psql:
+	@$(CHATCTL) psql
+
+logs:
+	@$(CHATCTL) logs
+
+distclean: clean
+	@if [ -d var ] || [ -d t/servroot ]; then \
+	    $(CHATCTL) stop >/dev/null 2>&1 || true; \
+	    rm -rf var t/servroot; \
+	fi

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_chat_jwt.h"
+#include "ngx_chat_kafka.h"
 
 
 #define NGX_CHAT_VERSION  "0.1.0"
@@ -23,6 +24,10 @@ typedef struct {
     ngx_uint_t                 pg_pool_size;   /* chat_postgres_pool */
     ngx_msec_t                 pg_timeout;     /* chat_postgres_timeout */
     ngx_uint_t                 node_id;        /* chat_node_id (0-127) */
+    ngx_chat_kafka_conf_t      kafka;          /* chat_kafka,
+                                                  chat_kafka_timeout,
+                                                  chat_kafka_option */
+    ngx_str_t                  kafka_topic;    /* chat_kafka_topic */
     ngx_flag_t                 enabled;        /* a chat location exists */
 } ngx_chat_main_conf_t;
 

@@ -41,6 +41,7 @@ typedef struct {
     ngx_uint_t                tries;
     ngx_chat_redis_req_t     *redis;
     ngx_chat_pg_req_t        *pg;
+    ngx_chat_kafka_req_t     *kafka;
     ngx_str_t                 conversation;
     ngx_str_t                 client_msg_id;
     ngx_str_t                 receipt;
@@ -75,6 +76,9 @@ static void ngx_chat_send_reply(redisReply *reply, void *data);
 static void ngx_chat_send_rebuild(ngx_chat_send_t *op);
 static void ngx_chat_send_rebuild_pg(PGresult *res, void *data);
 static void ngx_chat_send_rebuild_reply(redisReply *reply, void *data);
+static void ngx_chat_send_produce(ngx_chat_send_t *op, ngx_int_t code,
+    redisReply *value);
+static void ngx_chat_send_delivered(ngx_int_t rc, void *data);
 static void ngx_chat_send_finish(ngx_chat_send_t *op, const char *code,
     const char *message);
 static void ngx_chat_send_cancel(ngx_chat_op_t *op);
@@ -1157,6 +1161,11 @@ ngx_chat_send_reply(redisReply *reply, void *data)
 
     case 1:
     case 2:
+        if (op->kind == NGX_CHAT_OP_SEND && ngx_chat_kafka_enabled()) {
+            ngx_chat_send_produce(op, code, value);
+            return;
+        }
+
         ngx_chat_send_finish(op, NULL, NULL);
         return;
 
@@ -1318,6 +1327,78 @@ ngx_chat_send_rebuild_reply(redisReply *reply, void *data)
 }
 
 
+/*
+ * The message is accepted and live; its RECEIPT waits for Kafka to hold it
+ * (acks=all). A retry of an accepted message (code 2) is produced again
+ * with the JSON Redis kept: the persistence worker stores (conversation,
+ * seq) once.
+ */
+
+static void
+ngx_chat_send_produce(ngx_chat_send_t *op, ngx_int_t code, redisReply *value)
+{
+    u_char  *json, *p, *end;
+    size_t   len;
+
+    if (code == 1) {
+        len = op->head.len + value->len + op->tail.len;
+
+        json = ngx_pnalloc(op->pool, len);
+        if (json == NULL) {
+            ngx_chat_send_finish(op, "unavailable", "out of memory");
+            return;
+        }
+
+        p = ngx_cpymem(json, op->head.data, op->head.len);
+        p = ngx_cpymem(p, value->str, value->len);
+        ngx_memcpy(p, op->tail.data, op->tail.len);
+
+    } else {
+        /* "<seq> <json>" */
+        p = (u_char *) value->str;
+        end = p + value->len;
+        json = ngx_strlchr(p, end, ' ');
+
+        if (json == NULL) {
+            ngx_chat_send_finish(op, "unavailable",
+                                 "the message store failed, try again");
+            return;
+        }
+
+        json++;
+        len = end - json;
+    }
+
+    op->kafka = ngx_chat_kafka_produce(
+                    (char *) ngx_chat_worker.mcf->kafka_topic.data,
+                    op->conversation.data, op->conversation.len,
+                    json, len, ngx_chat_send_delivered, op);
+
+    if (op->kafka == NULL) {
+        ngx_chat_send_finish(op, "unavailable",
+                             "the message log is unavailable, try again");
+    }
+}
+
+
+static void
+ngx_chat_send_delivered(ngx_int_t rc, void *data)
+{
+    ngx_chat_send_t  *op = data;
+
+    op->kafka = NULL;
+
+    if (rc != NGX_OK) {
+        ngx_chat_send_finish(op, "unavailable",
+                             "the message could not be stored in time, "
+                             "try again with the same clientMsgId");
+        return;
+    }
+
+    ngx_chat_send_finish(op, NULL, NULL);
+}
+
+
 static void
 ngx_chat_send_finish(ngx_chat_send_t *op, const char *code,
     const char *message)
@@ -1354,6 +1435,10 @@ ngx_chat_send_cancel(ngx_chat_op_t *o)
 
     if (op->pg) {
         ngx_chat_pg_cancel(op->pg);
+    }
+
+    if (op->kafka) {
+        ngx_chat_kafka_cancel(op->kafka);
     }
 
     ngx_destroy_pool(op->pool);

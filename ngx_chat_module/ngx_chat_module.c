@@ -26,7 +26,39 @@ static ngx_conf_num_bounds_t  ngx_chat_node_id_bounds = {
 };
 
 
+static char *ngx_chat_set_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
 static ngx_command_t  ngx_chat_commands[] = {
+
+    { ngx_string("chat_kafka"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, kafka.brokers),
+      NULL },
+
+    { ngx_string("chat_kafka_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, kafka.timeout),
+      NULL },
+
+    { ngx_string("chat_kafka_option"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, kafka.options),
+      NULL },
+
+    { ngx_string("chat_kafka_topic"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, kafka_topic),
+      NULL },
 
     { ngx_string("chat_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -100,7 +132,7 @@ static ngx_command_t  ngx_chat_commands[] = {
 
     { ngx_string("chat_allowed_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_conf_set_str_array_slot,
+      ngx_chat_set_origins,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_chat_loc_conf_t, origins),
       NULL },
@@ -265,6 +297,8 @@ ngx_chat_create_main_conf(ngx_conf_t *cf)
     mcf->pg_pool_size = NGX_CONF_UNSET_UINT;
     mcf->pg_timeout = NGX_CONF_UNSET_MSEC;
     mcf->node_id = NGX_CONF_UNSET_UINT;
+    mcf->kafka.timeout = NGX_CONF_UNSET_MSEC;
+    mcf->kafka.options = NGX_CONF_UNSET_PTR;
 
     return mcf;
 }
@@ -300,6 +334,20 @@ ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (mcf->pg_conninfo.len == 0) {
         ngx_str_set(&mcf->pg_conninfo, "host=127.0.0.1 dbname=chat");
+    }
+
+    ngx_conf_init_msec_value(mcf->kafka.timeout, 5000);
+
+    if (mcf->kafka.options == NGX_CONF_UNSET_PTR) {
+        mcf->kafka.options = NULL;
+    }
+
+    if (mcf->kafka_topic.len == 0) {
+        ngx_str_set(&mcf->kafka_topic, "chat.messages");
+    }
+
+    if (ngx_chat_kafka_check_conf(cf, &mcf->kafka) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -338,6 +386,38 @@ ngx_chat_set_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     mcf->redis = &u.addrs[0];
+
+    return NGX_CONF_OK;
+}
+
+
+/* chat_allowed_origins origin ...: every argument, over any number of lines */
+
+static char *
+ngx_chat_set_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_chat_loc_conf_t  *lcf = conf;
+
+    ngx_str_t   *value, *o;
+    ngx_uint_t   i;
+
+    if (lcf->origins == NGX_CONF_UNSET_PTR) {
+        lcf->origins = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (lcf->origins == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        o = ngx_array_push(lcf->origins);
+        if (o == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *o = value[i];
+    }
 
     return NGX_CONF_OK;
 }
@@ -480,6 +560,10 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_chat_kafka_init(cycle, &mcf->kafka) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_chat_pg_init(cycle, &mcf->pg_conninfo, mcf->pg_pool_size,
                          mcf->pg_timeout)
         != NGX_OK)
@@ -502,6 +586,8 @@ ngx_chat_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    /* deliveries may still complete while sessions exist */
+    ngx_chat_kafka_exit(cycle);
     ngx_chat_messaging_exit_process(cycle);
     ngx_chat_pg_exit();
 

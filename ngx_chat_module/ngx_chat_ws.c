@@ -6,6 +6,36 @@
 #include "ngx_chat_ws.h"
 
 
+/*
+ * Life of a connection. The handshake is checked and answered with a 101
+ * through nginx's header filters; then the request is kept (r->count) and
+ * the connection's read and write handlers are replaced by ours, so
+ * everything after goes through c->recv() and c->send_chain() (TLS works
+ * the same). The request's module context of ngx_chat_module holds the
+ * connection state.
+ *
+ *   open ---- ngx_chat_ws_close(), peer's close, bad frame ----> closing
+ *   closing: nothing more is accepted from the session nor handed to it;
+ *            what is queued is written, then our close frame;
+ *   our close written: the peer's close already came -> end; else wait
+ *            for it or EOF, at most NGX_CHAT_WS_LINGER (lingering close:
+ *            closing with unread input would reset the connection and
+ *            lose our last frames);
+ *   end:     EOF, I/O error, timeout, or the above; finalize_ev is posted
+ *            and runs from the event loop: on_closed(), then the request
+ *            and the connection are freed.
+ *
+ * So on_closed() is never called from inside ngx_chat_ws_send() or
+ * ngx_chat_ws_close(), nor from inside another session callback.
+ *
+ * Frames are queued whole and written at the end of the event loop pass
+ * (c->write is posted), many frames per writev. On graceful shutdown
+ * ngx_close_idle_connections() calls our read handler with c->close set:
+ * the session is closed with 1001; the close timer (not cancelable, a few
+ * seconds) keeps the worker until the close handshake is over.
+ */
+
+
 #define NGX_CHAT_WS_GUID           "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 /* one read pass, shared by the connections of a worker */
@@ -46,12 +76,24 @@ typedef struct {
 } ngx_chat_ws_conn_t;
 
 
+/* walks the request headers of one name */
+typedef struct {
+    ngx_list_part_t    *part;
+    ngx_uint_t          i;
+    const char         *name;
+    size_t              len;
+} ngx_chat_ws_headers_t;
+
+
 static ngx_int_t ngx_chat_ws_check(ngx_http_request_t *r,
     ngx_chat_loc_conf_t *lcf, ngx_str_t *key, ngx_str_t *protocol,
     ngx_uint_t *version, ngx_int_t *refused);
 static ngx_int_t ngx_chat_ws_check_origin(ngx_http_request_t *r,
     ngx_chat_loc_conf_t *lcf);
 static ngx_int_t ngx_chat_ws_valid_key(ngx_str_t *key);
+static void ngx_chat_ws_headers_init(ngx_chat_ws_headers_t *it,
+    ngx_http_request_t *r, const char *name);
+static ngx_table_elt_t *ngx_chat_ws_headers_next(ngx_chat_ws_headers_t *it);
 static ngx_uint_t ngx_chat_ws_header_count(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 static ngx_uint_t ngx_chat_ws_has_token(ngx_http_request_t *r,
@@ -149,9 +191,11 @@ ngx_chat_ws_check(ngx_http_request_t *r, ngx_chat_loc_conf_t *lcf,
     ngx_str_t *key, ngx_str_t *protocol, ngx_uint_t *version,
     ngx_int_t *refused)
 {
-    u_char     *p, *end;
-    ngx_str_t   value, token;
-    ngx_uint_t  i, n, best;
+    u_char                 *p, *end;
+    ngx_str_t               value, token;
+    ngx_uint_t              n, best;
+    ngx_table_elt_t        *h;
+    ngx_chat_ws_headers_t   it;
 
     static struct {
         const char  *name;
@@ -242,50 +286,26 @@ ngx_chat_ws_check(ngx_http_request_t *r, ngx_chat_loc_conf_t *lcf,
     best = 0;
     ngx_str_null(protocol);
 
-    {
-        ngx_list_part_t  *part;
-        ngx_table_elt_t  *h;
+    ngx_chat_ws_headers_init(&it, r, "Sec-WebSocket-Protocol");
 
-        part = &r->headers_in.headers.part;
-        h = part->elts;
+    while ((h = ngx_chat_ws_headers_next(&it)) != NULL) {
 
-        for (i = 0; /* void */ ; i++) {
+        p = h->value.data;
+        end = p + h->value.len;
 
-            if (i >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
+        while (ngx_chat_ws_next_token(&p, end, &token)) {
 
-                part = part->next;
-                h = part->elts;
-                i = 0;
-            }
-
-            if (h[i].key.len != sizeof("Sec-WebSocket-Protocol") - 1
-                || ngx_strncasecmp(h[i].key.data,
-                                   (u_char *) "Sec-WebSocket-Protocol",
-                                   h[i].key.len)
-                   != 0)
-            {
-                continue;
-            }
-
-            p = h[i].value.data;
-            end = p + h[i].value.len;
-
-            while (ngx_chat_ws_next_token(&p, end, &token)) {
-
-                for (n = 0; protocols[n].name; n++) {
-                    if (token.len == ngx_strlen(protocols[n].name)
-                        && ngx_strncasecmp(token.data,
-                                           (u_char *) protocols[n].name,
-                                           token.len)
-                           == 0
-                        && protocols[n].version > best)
-                    {
-                        best = protocols[n].version;
-                        *protocol = token;
-                    }
+            for (n = 0; protocols[n].name; n++) {
+                if (protocols[n].version > best
+                    && token.len == ngx_strlen(protocols[n].name)
+                    && ngx_strncasecmp(token.data,
+                                       (u_char *) protocols[n].name,
+                                       token.len)
+                       == 0)
+                {
+                    /* echoed as the client spelt it */
+                    best = protocols[n].version;
+                    *protocol = token;
                 }
             }
         }
@@ -358,48 +378,70 @@ ngx_chat_ws_valid_key(ngx_str_t *key)
 }
 
 
+static void
+ngx_chat_ws_headers_init(ngx_chat_ws_headers_t *it, ngx_http_request_t *r,
+    const char *name)
+{
+    it->part = &r->headers_in.headers.part;
+    it->i = 0;
+    it->name = name;
+    it->len = ngx_strlen(name);
+}
+
+
+static ngx_table_elt_t *
+ngx_chat_ws_headers_next(ngx_chat_ws_headers_t *it)
+{
+    ngx_table_elt_t  *h;
+
+    for ( ;; ) {
+
+        if (it->i >= it->part->nelts) {
+            if (it->part->next == NULL) {
+                return NULL;
+            }
+
+            it->part = it->part->next;
+            it->i = 0;
+            continue;
+        }
+
+        h = it->part->elts;
+        h = &h[it->i++];
+
+        if (h->key.len == it->len
+            && ngx_strncasecmp(h->key.data, (u_char *) it->name, it->len)
+               == 0)
+        {
+            return h;
+        }
+    }
+}
+
+
 /* how many request headers are called name; value: the first, trimmed */
 
 static ngx_uint_t
 ngx_chat_ws_header_count(ngx_http_request_t *r, const char *name,
     ngx_str_t *value)
 {
-    size_t            len;
-    u_char           *p, *last;
-    ngx_uint_t        i, n;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    u_char                 *p, *last;
+    ngx_uint_t              n;
+    ngx_table_elt_t        *h;
+    ngx_chat_ws_headers_t   it;
 
-    len = ngx_strlen(name);
     n = 0;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    ngx_chat_ws_headers_init(&it, r, name);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != len
-            || ngx_strncasecmp(h[i].key.data, (u_char *) name, len) != 0)
-        {
-            continue;
-        }
+    while ((h = ngx_chat_ws_headers_next(&it)) != NULL) {
 
         if (n++ > 0) {
             continue;
         }
 
-        p = h[i].value.data;
-        last = p + h[i].value.len;
+        p = h->value.data;
+        last = p + h->value.len;
 
         while (p < last && (*p == ' ' || *p == '\t')) {
             p++;
@@ -423,43 +465,24 @@ static ngx_uint_t
 ngx_chat_ws_has_token(ngx_http_request_t *r, const char *name,
     const char *token)
 {
-    size_t            len, tlen;
-    u_char           *p, *end;
-    ngx_str_t         t;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    size_t                  len;
+    u_char                 *p, *end;
+    ngx_str_t               t;
+    ngx_table_elt_t        *h;
+    ngx_chat_ws_headers_t   it;
 
-    len = ngx_strlen(name);
-    tlen = ngx_strlen(token);
+    len = ngx_strlen(token);
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    ngx_chat_ws_headers_init(&it, r, name);
 
-    for (i = 0; /* void */ ; i++) {
+    while ((h = ngx_chat_ws_headers_next(&it)) != NULL) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != len
-            || ngx_strncasecmp(h[i].key.data, (u_char *) name, len) != 0)
-        {
-            continue;
-        }
-
-        p = h[i].value.data;
-        end = p + h[i].value.len;
+        p = h->value.data;
+        end = p + h->value.len;
 
         while (ngx_chat_ws_next_token(&p, end, &t)) {
-            if (t.len == tlen
-                && ngx_strncasecmp(t.data, (u_char *) token, tlen) == 0)
+            if (t.len == len
+                && ngx_strncasecmp(t.data, (u_char *) token, len) == 0)
             {
                 return 1;
             }
@@ -774,6 +797,13 @@ ngx_chat_ws_read_handler(ngx_event_t *rev)
 
         ngx_chat_ws_close(ws, NGX_CHAT_WS_CLOSE_GOING_AWAY,
                           "server shutting down");
+
+        /*
+         * called from the worker cycle, not the event loop: an event
+         * posted now would wait for the next wakeup, so write at once
+         */
+
+        ngx_chat_ws_write_handler(c->write);
 
         if (wc->dead) {
             return;

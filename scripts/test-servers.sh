@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# test-servers.sh: the throwaway Redis and PostgreSQL the test suite uses.
+#
+# usage: scripts/test-servers.sh start DIR   prints "export VAR=value" lines
+#        scripts/test-servers.sh stop DIR
+#        scripts/test-servers.sh redis-stop|redis-start|pg-stop|pg-start DIR
+#            (outage tests: the same ports and data)
+#
+# start: Redis (no persistence) and PostgreSQL (fsync off, database "chat"
+# with every sql/ migration applied) on free loopback ports, all state in
+# DIR (wiped first). TEST_NGINX_REDIS_PORT / TEST_NGINX_PG_PORT pick the
+# ports. The exported variables are the ones t/lib/Test/Chat.pm reads:
+# TEST_NGINX_REDIS_PORT, TEST_NGINX_PG_PORT, TEST_NGINX_PG_DSN,
+# TEST_NGINX_STORES_DIR.
+
+set -euo pipefail
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+cmd=${1:-}
+dir=${2:-}
+
+[ -n "$cmd" ] && [ -n "$dir" ] || chat_die "usage: $0 start|stop DIR"
+
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+
+start() {
+    local redis_port pg_port pg_dir dsn
+
+    stop >/dev/null 2>&1 || true
+    rm -rf "$dir/redis" "$dir/pg" "$dir/pg.data" "$dir/env"
+    mkdir -p "$dir"
+
+    redis_port=${TEST_NGINX_REDIS_PORT:-$(chat_free_port)}
+    chat_redis_start "$dir/redis" "$redis_port" no
+
+    pg_port=${TEST_NGINX_PG_PORT:-$(chat_free_port)}
+    pg_dir="$dir/pg"
+
+    chat_pg_ensure_user
+    if ! chat_pg_usable_dir "$pg_dir"; then
+        # the PostgreSQL user cannot enter the checkout (e.g. under /root)
+        pg_dir=$(mktemp -d /tmp/ngx_chat_pg.XXXXXX)/pg
+        chmod 0755 "$(dirname "$pg_dir")"
+        ln -sfn "$pg_dir" "$dir/pg.data"
+    fi
+
+    chat_pg_start "$pg_dir" "$pg_port" "$(dirname "$pg_dir")/pg.log" off
+    echo "$pg_dir" > "$dir/pg.path"
+
+    dsn=$(chat_pg_dsn "$pg_port")
+    "$CHAT_ROOT/sql/migrate.sh" "$dsn" >"$dir/migrate.log" 2>&1 \
+        || { cat "$dir/migrate.log" >&2; chat_die "migrations failed"; }
+
+    {
+        echo "export TEST_NGINX_REDIS_PORT=$redis_port"
+        echo "export TEST_NGINX_PG_PORT=$pg_port"
+        echo "export TEST_NGINX_PG_DSN='$dsn'"
+        echo "export TEST_NGINX_STORES_DIR='$dir'"
+    } > "$dir/env"
+
+    cat "$dir/env"
+}
+
+stop() {
+    local pg_dir port
+
+    if [ -f "$dir/pg.path" ]; then
+        pg_dir=$(cat "$dir/pg.path")
+        chat_pg_stop "$pg_dir"
+        case $pg_dir in
+        /tmp/ngx_chat_pg.*) rm -rf "$(dirname "$pg_dir")" ;;
+        esac
+        rm -f "$dir/pg.path" "$dir/pg.data"
+    fi
+
+    if [ -f "$dir/redis/redis.pid" ]; then
+        port=$(sed -n 's/^export TEST_NGINX_REDIS_PORT=//p' \
+               "$dir/env" 2>/dev/null || true)
+        chat_redis_stop "$dir/redis" "${port:-0}" NOSAVE
+    fi
+
+    rm -f "$dir/env"
+}
+
+env_value() {
+    sed -n "s/^export $1='\{0,1\}\([^']*\)'\{0,1\}\$/\1/p" "$dir/env"
+}
+
+case $cmd in
+start) start ;;
+stop)  stop ;;
+redis-stop)
+    chat_redis_stop "$dir/redis" "$(env_value TEST_NGINX_REDIS_PORT)" NOSAVE
+    ;;
+redis-start)
+    chat_redis_start "$dir/redis" "$(env_value TEST_NGINX_REDIS_PORT)" no
+    ;;
+pg-stop)
+    chat_pg_stop "$(cat "$dir/pg.path")"
+    ;;
+pg-start)
+    pg_dir=$(cat "$dir/pg.path")
+    chat_pg_start "$pg_dir" "$(env_value TEST_NGINX_PG_PORT)" \
+        "$(dirname "$pg_dir")/pg.log" off
+    ;;
+*)     chat_die "usage: $0 start|stop|redis-stop|redis-start|pg-stop|pg-start DIR" ;;
+esac
