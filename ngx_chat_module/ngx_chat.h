@@ -28,6 +28,7 @@ typedef struct {
                                                   chat_kafka_timeout,
                                                   chat_kafka_option */
     ngx_str_t                  kafka_topic;    /* chat_kafka_topic */
+    ngx_msec_t                 presence_ttl;   /* chat_presence_ttl */
     ngx_flag_t                 enabled;        /* a chat location exists */
 } ngx_chat_main_conf_t;
 

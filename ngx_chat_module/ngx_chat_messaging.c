@@ -1,10 +1,11 @@
-/* ngx_chat_messaging.c: messages, typing and events: validation, ids,
- * per-conversation seq and fan-out through Redis, and the worker's registry
- * of which users have sessions here. */
+/* ngx_chat_messaging.c: what sessions SEND to /app/...: validation, ids,
+ * per-conversation seq, the membership cache and publishing through Redis
+ * Lua scripts, and the durable copy in Kafka. */
 
 #include "ngx_chat_session.h"
 #include "ngx_chat_redis.h"
 #include "ngx_chat_pg.h"
+#include "ngx_chat_fanout.h"
 
 #include <jansson.h>
 
@@ -23,14 +24,6 @@
 #define NGX_CHAT_OP_SEND         0
 #define NGX_CHAT_OP_TYPING       1
 #define NGX_CHAT_OP_READ         2
-
-
-/* a user with at least one session in this worker */
-struct ngx_chat_user_s {
-    ngx_str_node_t            sn;          /* key: userId */
-    ngx_queue_t               sessions;
-    ngx_str_t                 channel;     /* "chat:u:<userId>" */
-};
 
 
 /* a SEND to /app/... in flight */
@@ -56,15 +49,6 @@ typedef struct {
 } ngx_chat_send_t;
 
 
-typedef struct {
-    const char               *name;
-    size_t                    len;
-    ngx_chat_dest_e           dest;
-} ngx_chat_channel_dest_t;
-
-
-static void ngx_chat_messaging_on_message(u_char *channel, size_t channel_len,
-    u_char *payload, size_t len);
 static ngx_int_t ngx_chat_send_prepare(ngx_chat_session_t *s,
     ngx_chat_send_t *op, u_char *body, size_t len);
 static ngx_int_t ngx_chat_typing_prepare(ngx_chat_session_t *s,
@@ -84,29 +68,16 @@ static void ngx_chat_send_finish(ngx_chat_send_t *op, const char *code,
 static void ngx_chat_send_cancel(ngx_chat_op_t *op);
 static ngx_int_t ngx_chat_json_string(ngx_pool_t *pool, ngx_str_t *out,
     const char *s, size_t len);
+static ngx_int_t ngx_chat_op_conversation(ngx_chat_send_t *op, json_t *root,
+    ngx_str_t *jconv);
 static uint64_t ngx_chat_next_id(uint64_t *ms);
+static uint64_t ngx_chat_now_ms(void);
 static u_char *ngx_chat_format_time(u_char *p, uint64_t ms);
-static void ngx_chat_ignore_reply(redisReply *reply, void *data);
 static void ngx_chat_messaging_on_state(ngx_uint_t up);
 
 
-static ngx_rbtree_t       ngx_chat_users;
-static ngx_rbtree_node_t  ngx_chat_users_sentinel;
 static uint64_t           ngx_chat_id_last_ms;
 static uint64_t           ngx_chat_id_counter;
-
-
-static ngx_chat_channel_dest_t  ngx_chat_channel_dests[] = {
-    { "/user/queue/messages", sizeof("/user/queue/messages") - 1,
-      NGX_CHAT_DEST_MESSAGES },
-    { "/user/queue/typing", sizeof("/user/queue/typing") - 1,
-      NGX_CHAT_DEST_TYPING },
-    { "/user/queue/events", sizeof("/user/queue/events") - 1,
-      NGX_CHAT_DEST_EVENTS },
-    { "/user/queue/receipts", sizeof("/user/queue/receipts") - 1,
-      NGX_CHAT_DEST_RECEIPTS },
-    { NULL, 0, NGX_CHAT_DEST_NONE }
-};
 
 
 /*
@@ -174,7 +145,9 @@ static ngx_chat_redis_script_t  ngx_chat_relay_script = {
 /*
  * A read watermark: it only moves forward and never past the last seq;
  * a move is relayed to the other members.
- * KEYS: members set, seq counter, generation, reads hash. ARGV: reader,
+ * Reading implies having received: the delivered watermark follows.
+ * KEYS: members set, seq counter, generation, reads hash, delivered hash.
+ * ARGV: reader,
  * seq, payload head (ends with "seq":), payload tail. Returns {1, seq}
  * (the watermark now), {0, ""} or {-1, generation} as above.
  */
@@ -189,6 +162,8 @@ static ngx_chat_redis_script_t  ngx_chat_read_script = {
     "local old = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') "
     "if want <= old then return {1, tostring(old)} end "
     "redis.call('HSET', KEYS[4], ARGV[1], want) "
+    "local dl = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0') "
+    "if dl < want then redis.call('HSET', KEYS[5], ARGV[1], want) end "
     "local msg = ARGV[3] .. want .. ARGV[4] "
     "for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do"
     "  if m ~= '' and m ~= ARGV[1] then"
@@ -267,8 +242,7 @@ ngx_chat_messaging_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    ngx_rbtree_init(&ngx_chat_users, &ngx_chat_users_sentinel,
-                    ngx_str_rbtree_insert_value);
+    ngx_chat_fanout_init();
 
     if (ngx_chat_redis_script(&ngx_chat_send_script) != NGX_OK
         || ngx_chat_redis_script(&ngx_chat_relay_script) != NGX_OK
@@ -280,7 +254,7 @@ ngx_chat_messaging_init_process(ngx_cycle_t *cycle)
     }
 
     return ngx_chat_redis_init(cycle, mcf->redis, mcf->redis_timeout,
-                               ngx_chat_messaging_on_message,
+                               ngx_chat_fanout_on_message,
                                ngx_chat_messaging_on_state);
 }
 
@@ -294,7 +268,6 @@ static void
 ngx_chat_messaging_on_state(ngx_uint_t up)
 {
     u_char       *p;
-    ngx_time_t   *tp;
     const char   *argv[4];
     size_t        argvlen[4];
     u_char        ms[NGX_INT64_LEN];
@@ -303,8 +276,7 @@ ngx_chat_messaging_on_state(ngx_uint_t up)
         return;
     }
 
-    tp = ngx_timeofday();
-    p = ngx_sprintf(ms, "%uL", (uint64_t) tp->sec * 1000 + tp->msec);
+    p = ngx_sprintf(ms, "%uL", ngx_chat_now_ms());
 
     argv[0] = "SET";
     argvlen[0] = 3;
@@ -315,7 +287,7 @@ ngx_chat_messaging_on_state(ngx_uint_t up)
     argv[3] = "NX";
     argvlen[3] = 2;
 
-    (void) ngx_chat_redis_command(ngx_chat_ignore_reply, NULL, 4, argv,
+    (void) ngx_chat_redis_command(ngx_chat_redis_log_reply, NULL, 4, argv,
                                   argvlen);
 }
 
@@ -324,212 +296,6 @@ void
 ngx_chat_messaging_exit_process(ngx_cycle_t *cycle)
 {
     ngx_chat_redis_exit();
-}
-
-
-/* the registry: users with sessions in this worker */
-
-ngx_int_t
-ngx_chat_messaging_register(ngx_chat_session_t *s)
-{
-    uint32_t          hash;
-    ngx_chat_user_t  *u;
-
-    hash = ngx_crc32_short(s->id.user.data, s->id.user.len);
-
-    u = (ngx_chat_user_t *) ngx_str_rbtree_lookup(&ngx_chat_users,
-                                                  &s->id.user, hash);
-
-    if (u == NULL) {
-        u = ngx_alloc(sizeof(ngx_chat_user_t) + s->id.user.len
-                      + sizeof("chat:u:") - 1, s->log);
-        if (u == NULL) {
-            return NGX_ERROR;
-        }
-
-        u->channel.data = (u_char *) (u + 1);
-        u->channel.len = ngx_sprintf(u->channel.data, "chat:u:%V",
-                                     &s->id.user)
-                         - u->channel.data;
-
-        u->sn.str.data = u->channel.data + sizeof("chat:u:") - 1;
-        u->sn.str.len = s->id.user.len;
-        u->sn.node.key = hash;
-
-        if (ngx_chat_redis_subscribe(u->channel.data, u->channel.len)
-            != NGX_OK)
-        {
-            ngx_free(u);
-            return NGX_ERROR;
-        }
-
-        ngx_queue_init(&u->sessions);
-        ngx_rbtree_insert(&ngx_chat_users, &u->sn.node);
-    }
-
-    ngx_queue_insert_tail(&u->sessions, &s->user_link);
-    s->user = u;
-
-    return NGX_OK;
-}
-
-
-void
-ngx_chat_messaging_unregister(ngx_chat_session_t *s)
-{
-    ngx_chat_user_t  *u = s->user;
-
-    if (u == NULL) {
-        return;
-    }
-
-    ngx_queue_remove(&s->user_link);
-    s->user = NULL;
-
-    if (ngx_queue_empty(&u->sessions)) {
-        ngx_chat_redis_unsubscribe(u->channel.data, u->channel.len);
-        ngx_rbtree_delete(&ngx_chat_users, &u->sn.node);
-        ngx_free(u);
-    }
-}
-
-
-/*
- * A publish on a user's channel: "<destination>\n<message-id>\n<json>".
- * The body is copied once into a blob that every session of the user
- * shares.
- */
-
-static void
-ngx_chat_messaging_on_message(u_char *channel, size_t channel_len,
-    u_char *payload, size_t len)
-{
-    u_char                   *p, *end, *mid;
-    size_t                    mid_len;
-    uint32_t                  hash;
-    ngx_str_t                 user;
-    ngx_queue_t              *q, *next;
-    ngx_chat_user_t          *u;
-    ngx_chat_blob_t          *b;
-    ngx_chat_dest_e           dest;
-    ngx_chat_channel_dest_t  *cd;
-
-    if (channel_len <= sizeof("chat:u:") - 1
-        || ngx_strncmp(channel, "chat:u:", sizeof("chat:u:") - 1) != 0)
-    {
-        return;
-    }
-
-    user.data = channel + sizeof("chat:u:") - 1;
-    user.len = channel_len - (sizeof("chat:u:") - 1);
-    hash = ngx_crc32_short(user.data, user.len);
-
-    u = (ngx_chat_user_t *) ngx_str_rbtree_lookup(&ngx_chat_users, &user,
-                                                  hash);
-    if (u == NULL) {
-        return;
-    }
-
-    end = payload + len;
-
-    p = ngx_strlchr(payload, end, '\n');
-    if (p == NULL) {
-        goto invalid;
-    }
-
-    dest = NGX_CHAT_DEST_NONE;
-
-    for (cd = ngx_chat_channel_dests; cd->name; cd++) {
-        if ((size_t) (p - payload) == cd->len
-            && ngx_strncmp(payload, cd->name, cd->len) == 0)
-        {
-            dest = cd->dest;
-            break;
-        }
-    }
-
-    if (dest == NGX_CHAT_DEST_NONE) {
-        goto invalid;
-    }
-
-    mid = p + 1;
-    p = ngx_strlchr(mid, end, '\n');
-    if (p == NULL) {
-        goto invalid;
-    }
-
-    mid_len = p - mid;
-    p++;
-
-    /* the JSON and the NUL that ends the STOMP frame */
-    b = ngx_chat_blob_create(end - p + 1);
-    if (b == NULL) {
-        return;
-    }
-
-    ngx_memcpy(b->data, p, end - p);
-    b->data[end - p] = '\0';
-
-    for (q = ngx_queue_head(&u->sessions);
-         q != ngx_queue_sentinel(&u->sessions);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        ngx_chat_session_deliver(ngx_queue_data(q, ngx_chat_session_t,
-                                                user_link),
-                                 dest, mid, mid_len, b);
-    }
-
-    ngx_chat_blob_release(b);
-
-    return;
-
-invalid:
-
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                  "chat: invalid payload on \"%*s\"", channel_len, channel);
-}
-
-
-ngx_int_t
-ngx_chat_publish_to_user(ngx_str_t *user, const char *destination,
-    u_char *json, size_t len)
-{
-    u_char                *p, *buf;
-    size_t                 dlen;
-    const char            *argv[3];
-    size_t                 argvlen[3];
-    ngx_chat_redis_req_t  *req;
-    u_char                 channel[sizeof("chat:u:") + NGX_CHAT_USER_ID_MAX];
-
-    if (user->len > NGX_CHAT_USER_ID_MAX) {
-        return NGX_ERROR;
-    }
-
-    dlen = ngx_strlen(destination);
-
-    buf = ngx_alloc(dlen + 2 + len, ngx_cycle->log);
-    if (buf == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(buf, destination, dlen);
-    *p++ = '\n';
-    *p++ = '\n';
-    p = ngx_cpymem(p, json, len);
-
-    argv[0] = "PUBLISH";
-    argvlen[0] = sizeof("PUBLISH") - 1;
-    argv[1] = (char *) channel;
-    argvlen[1] = ngx_sprintf(channel, "chat:u:%V", user) - channel;
-    argv[2] = (char *) buf;
-    argvlen[2] = p - buf;
-
-    req = ngx_chat_redis_command(ngx_chat_ignore_reply, NULL, 3, argv,
-                                 argvlen);
-    ngx_free(buf);
-
-    return req ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -552,7 +318,7 @@ ngx_chat_membership_changed(ngx_str_t *conversation_id)
     argvlen[1] = ngx_sprintf(gen, "chat:g:%V", conversation_id) - gen;
 
     if (ngx_chat_redis_eval(&ngx_chat_invalidate_script,
-                            ngx_chat_ignore_reply, NULL, 2, 2, argv, argvlen)
+                            ngx_chat_redis_log_reply, NULL, 2, 2, argv, argvlen)
         == NULL)
     {
         /*
@@ -655,10 +421,44 @@ ngx_chat_messaging_send(ngx_chat_session_t *s, ngx_str_t *destination,
 
 
 /*
- * Parses and validates a chat.send body, and builds the payload every
- * member receives, split around the seq that Redis assigns:
- * "/user/queue/messages\n<id>\n{...,"seq":" <seq> ",...}".
- * NGX_DECLINED: rejected (the session was told).
+ * The conversationId of a body, copied into op and written as a JSON
+ * string. NGX_DECLINED: missing or not a valid id.
+ */
+
+static ngx_int_t
+ngx_chat_op_conversation(ngx_chat_send_t *op, json_t *root, ngx_str_t *jconv)
+{
+    json_t  *conv;
+
+    conv = json_object_get(root, "conversationId");
+
+    if (!json_is_string(conv)
+        || json_string_length(conv) == 0
+        || json_string_length(conv) > NGX_CHAT_CONV_ID_MAX)
+    {
+        return NGX_DECLINED;
+    }
+
+    op->conversation.len = json_string_length(conv);
+    op->conversation.data = ngx_pnalloc(op->pool, op->conversation.len);
+    if (op->conversation.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(op->conversation.data, json_string_value(conv),
+               op->conversation.len);
+
+    return ngx_chat_json_string(op->pool, jconv,
+                                (char *) op->conversation.data,
+                                op->conversation.len);
+}
+
+
+/*
+ * Parses and validates a chat.send body, and builds what every member
+ * receives around the seq that Redis assigns: the route
+ * "/user/queue/messages\n<id>\n", then the JSON head up to "seq": and its
+ * tail. NGX_DECLINED: rejected (the session was told).
  */
 
 static ngx_int_t
@@ -669,8 +469,9 @@ ngx_chat_send_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
     char          *meta;
     size_t         n;
     uint64_t       id, ms;
-    json_t        *root, *conv, *content, *cmid, *metadata;
-    ngx_str_t      jconv, jcontent, jcmid, jsender;
+    json_t        *root, *content, *cmid, *metadata;
+    ngx_int_t      rc;
+    ngx_str_t      jconv, jcontent, jcmid;
     const char    *code, *message;
     json_error_t   jerr;
 
@@ -716,14 +517,15 @@ ngx_chat_send_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
         }
     }
 
-    conv = json_object_get(root, "conversationId");
+    rc = ngx_chat_op_conversation(op, root, &jconv);
 
-    if (!json_is_string(conv)
-        || json_string_length(conv) == 0
-        || json_string_length(conv) > NGX_CHAT_CONV_ID_MAX)
-    {
+    if (rc == NGX_DECLINED) {
         message = "conversationId must be a string of 1 to 36 characters";
         goto rejected;
+    }
+
+    if (rc != NGX_OK) {
+        goto failed;
     }
 
     content = json_object_get(root, "content");
@@ -753,30 +555,14 @@ ngx_chat_send_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
         }
     }
 
-    op->conversation.len = json_string_length(conv);
-    op->conversation.data = ngx_pnalloc(op->pool, op->conversation.len);
-    if (op->conversation.data == NULL) {
-        goto failed;
-    }
-
-    ngx_memcpy(op->conversation.data, json_string_value(conv),
-               op->conversation.len);
-
-    if (ngx_chat_json_string(op->pool, &jconv, json_string_value(conv),
-                             json_string_length(conv)) != NGX_OK
-        || ngx_chat_json_string(op->pool, &jcontent,
-                                json_string_value(content),
-                                json_string_length(content)) != NGX_OK
-        || ngx_chat_json_string(op->pool, &jsender,
-                                (char *) s->id.user.data, s->id.user.len)
-           != NGX_OK)
+    if (ngx_chat_json_string(op->pool, &jcontent, json_string_value(content),
+                             json_string_length(content))
+        != NGX_OK)
     {
         goto failed;
     }
 
     id = ngx_chat_next_id(&ms);
-
-    /* the payload, head and tail */
 
     n = sizeof("/user/queue/messages\n\n{\"type\":\"message\","
                "\"messageId\":\"\",\"conversationId\":,\"seq\":")
@@ -795,9 +581,11 @@ ngx_chat_send_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
                     "\"conversationId\":%V,\"seq\":", id, &jconv);
     op->head.len = p - op->head.data;
 
-    n = sizeof(",\"senderId\":,\"content\":,\"clientMsgId\":,"
+    /* a userId needs no JSON escaping */
+
+    n = sizeof(",\"senderId\":\"\",\"content\":,\"clientMsgId\":,"
                "\"metadata\":,\"createdAt\":\"2024-01-01T00:00:00.000Z\"}")
-        + jsender.len + jcontent.len + jcmid.len
+        + s->id.user.len + jcontent.len + jcmid.len
         + (meta ? ngx_strlen(meta) : 2);
 
     op->tail.data = ngx_pnalloc(op->pool, n);
@@ -805,8 +593,8 @@ ngx_chat_send_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
         goto failed;
     }
 
-    p = ngx_sprintf(op->tail.data, ",\"senderId\":%V,\"content\":%V",
-                    &jsender, &jcontent);
+    p = ngx_sprintf(op->tail.data, ",\"senderId\":\"%V\",\"content\":%V",
+                    &s->id.user, &jcontent);
 
     if (jcmid.len) {
         p = ngx_sprintf(p, ",\"clientMsgId\":%V", &jcmid);
@@ -819,19 +607,14 @@ ngx_chat_send_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
     *p++ = '}';
     op->tail.len = p - op->tail.data;
 
-    if (meta) {
-        free(meta);
-    }
-
+    free(meta);
     json_decref(root);
 
     return NGX_OK;
 
 rejected:
 
-    if (meta) {
-        free(meta);
-    }
+    free(meta);
 
     if (root) {
         json_decref(root);
@@ -843,9 +626,7 @@ rejected:
 
 failed:
 
-    if (meta) {
-        free(meta);
-    }
+    free(meta);
 
     if (root) {
         json_decref(root);
@@ -855,69 +636,51 @@ failed:
 }
 
 
+/* chat.typing: {"conversationId"} */
+
 static ngx_int_t
 ngx_chat_typing_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
     u_char *body, size_t len)
 {
     u_char        *p;
     size_t         n;
-    uint64_t       ms;
-    json_t        *root, *conv;
-    ngx_str_t      jconv, juser;
-    ngx_time_t    *tp;
+    json_t        *root;
+    ngx_int_t      rc;
+    ngx_str_t      jconv;
     json_error_t   jerr;
 
     root = json_loadb((char *) body, len, JSON_REJECT_DUPLICATES, &jerr);
-    conv = root ? json_object_get(root, "conversationId") : NULL;
+    rc = ngx_chat_op_conversation(op, root, &jconv);
 
-    if (!json_is_string(conv)
-        || json_string_length(conv) == 0
-        || json_string_length(conv) > NGX_CHAT_CONV_ID_MAX)
-    {
-        if (root) {
-            json_decref(root);
-        }
+    if (root) {
+        json_decref(root);
+    }
 
+    if (rc == NGX_DECLINED) {
         ngx_chat_session_reject(s, "bad_request",
                                 "the body must be a JSON object with a "
                                 "conversationId", NULL, &op->receipt);
         return NGX_DECLINED;
     }
 
-    op->conversation.len = json_string_length(conv);
-    op->conversation.data = ngx_pnalloc(op->pool, op->conversation.len);
-
-    if (op->conversation.data == NULL
-        || ngx_chat_json_string(op->pool, &jconv, json_string_value(conv),
-                                json_string_length(conv)) != NGX_OK
-        || ngx_chat_json_string(op->pool, &juser, (char *) s->id.user.data,
-                                s->id.user.len) != NGX_OK)
-    {
-        json_decref(root);
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(op->conversation.data, json_string_value(conv),
-               op->conversation.len);
-    json_decref(root);
-
     n = sizeof("/user/queue/typing\n\n{\"type\":\"typing\","
-               "\"conversationId\":,\"userId\":,"
+               "\"conversationId\":,\"userId\":\"\","
                "\"at\":\"2024-01-01T00:00:00.000Z\"}")
-        + jconv.len + juser.len;
+        + jconv.len + s->id.user.len;
 
     op->head.data = ngx_pnalloc(op->pool, n);
     if (op->head.data == NULL) {
         return NGX_ERROR;
     }
 
-    tp = ngx_timeofday();
-    ms = (uint64_t) tp->sec * 1000 + tp->msec;
-
     p = ngx_sprintf(op->head.data, "/user/queue/typing\n\n"
                     "{\"type\":\"typing\",\"conversationId\":%V,"
-                    "\"userId\":%V,\"at\":\"", &jconv, &juser);
-    p = ngx_chat_format_time(p, ms);
+                    "\"userId\":\"%V\",\"at\":\"", &jconv, &s->id.user);
+    p = ngx_chat_format_time(p, ngx_chat_now_ms());
     *p++ = '"';
     *p++ = '}';
     op->head.len = p - op->head.data;
@@ -937,26 +700,22 @@ ngx_chat_read_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
 {
     u_char        *p;
     size_t         n;
-    uint64_t       ms;
-    json_t        *root, *conv, *seq;
-    ngx_str_t      jconv, juser;
-    ngx_time_t    *tp;
+    json_t        *root, *seq;
+    ngx_int_t      rc;
+    ngx_str_t      jconv;
+    json_int_t     value;
     json_error_t   jerr;
 
     root = json_loadb((char *) body, len, JSON_REJECT_DUPLICATES, &jerr);
-    conv = root ? json_object_get(root, "conversationId") : NULL;
-    seq = root ? json_object_get(root, "seq") : NULL;
+    rc = ngx_chat_op_conversation(op, root, &jconv);
+    seq = json_object_get(root, "seq");
+    value = json_is_integer(seq) ? json_integer_value(seq) : 0;
 
-    if (!json_is_string(conv)
-        || json_string_length(conv) == 0
-        || json_string_length(conv) > NGX_CHAT_CONV_ID_MAX
-        || !json_is_integer(seq)
-        || json_integer_value(seq) < 1)
-    {
-        if (root) {
-            json_decref(root);
-        }
+    if (root) {
+        json_decref(root);
+    }
 
+    if (rc == NGX_DECLINED || value < 1) {
         ngx_chat_session_reject(s, "bad_request",
                                 "the body must be a JSON object with a "
                                 "conversationId and a seq of at least 1",
@@ -964,50 +723,34 @@ ngx_chat_read_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
         return NGX_DECLINED;
     }
 
-    op->conversation.len = json_string_length(conv);
-    op->conversation.data = ngx_pnalloc(op->pool, op->conversation.len);
-    op->seq.data = ngx_pnalloc(op->pool, NGX_INT64_LEN);
-
-    if (op->conversation.data == NULL
-        || op->seq.data == NULL
-        || ngx_chat_json_string(op->pool, &jconv, json_string_value(conv),
-                                json_string_length(conv)) != NGX_OK
-        || ngx_chat_json_string(op->pool, &juser, (char *) s->id.user.data,
-                                s->id.user.len) != NGX_OK)
-    {
-        json_decref(root);
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(op->conversation.data, json_string_value(conv),
-               op->conversation.len);
-    op->seq.len = ngx_sprintf(op->seq.data, "%L",
-                              (int64_t) json_integer_value(seq))
-                  - op->seq.data;
-    json_decref(root);
+    n = NGX_INT64_LEN
+        + sizeof("/user/queue/receipts\n\n{\"type\":\"read\","
+                 "\"conversationId\":,\"userId\":\"\",\"seq\":")
+        + jconv.len + s->id.user.len
+        + sizeof(",\"at\":\"2024-01-01T00:00:00.000Z\"}");
 
-    n = sizeof("/user/queue/receipts\n\n{\"type\":\"read\","
-               "\"conversationId\":,\"userId\":,\"seq\":")
-        + jconv.len + juser.len;
-
-    op->head.data = ngx_pnalloc(op->pool, n);
-    op->tail.data = ngx_pnalloc(op->pool,
-                                sizeof(",\"at\":\"2024-01-01T00:00:00.000Z\"}"));
-
-    if (op->head.data == NULL || op->tail.data == NULL) {
+    p = ngx_pnalloc(op->pool, n);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(op->head.data, "/user/queue/receipts\n\n"
-                    "{\"type\":\"read\",\"conversationId\":%V,"
-                    "\"userId\":%V,\"seq\":", &jconv, &juser);
+    op->seq.data = p;
+    p = ngx_sprintf(p, "%L", (int64_t) value);
+    op->seq.len = p - op->seq.data;
+
+    op->head.data = p;
+    p = ngx_sprintf(p, "/user/queue/receipts\n\n{\"type\":\"read\","
+                    "\"conversationId\":%V,\"userId\":\"%V\",\"seq\":",
+                    &jconv, &s->id.user);
     op->head.len = p - op->head.data;
 
-    tp = ngx_timeofday();
-    ms = (uint64_t) tp->sec * 1000 + tp->msec;
-
-    p = ngx_cpymem(op->tail.data, ",\"at\":\"", 7);
-    p = ngx_chat_format_time(p, ms);
+    op->tail.data = p;
+    p = ngx_cpymem(p, ",\"at\":\"", 7);
+    p = ngx_chat_format_time(p, ngx_chat_now_ms());
     *p++ = '"';
     *p++ = '}';
     op->tail.len = p - op->tail.data;
@@ -1019,15 +762,26 @@ ngx_chat_read_prepare(ngx_chat_session_t *s, ngx_chat_send_t *op,
 static void
 ngx_chat_send_run(ngx_chat_send_t *op)
 {
-    u_char      *p;
-    size_t       n;
-    ngx_uint_t   i;
-    const char  *argv[11];
-    size_t       argvlen[11];
-    u_char       interval[NGX_INT64_LEN];
+    u_char                   *p;
+    size_t                    n;
+    ngx_str_t                *user;
+    ngx_uint_t                i, nkeys, argc;
+    const char               *argv[11];
+    size_t                    argvlen[11];
+    ngx_chat_redis_script_t  *script;
+    u_char                    interval[NGX_INT64_LEN];
+
+    user = &op->op.session->id.user;
+
+    /*
+     * KEYS: members, seq, generation, then per kind: SEND dedup and
+     * history, READ reads and delivered, TYPING the limiter
+     */
+
+    nkeys = (op->kind == NGX_CHAT_OP_TYPING) ? 4 : 5;
 
     if (op->keys[0].len == 0) {
-        n = 5 * (sizeof("chat:x:") + NGX_CHAT_CONV_ID_MAX)
+        n = 5 * (sizeof("chat:dl:") + NGX_CHAT_CONV_ID_MAX)
             + NGX_CHAT_USER_ID_MAX + NGX_CHAT_CLIENT_ID_MAX + 2;
 
         p = ngx_pnalloc(op->pool, n);
@@ -1036,84 +790,88 @@ ngx_chat_send_run(ngx_chat_send_t *op)
             return;
         }
 
-        for (i = 0; i < 3; i++) {
+        for (i = 0; i < nkeys; i++) {
             op->keys[i].data = p;
-            p = ngx_sprintf(p, "chat:%c:%V", "msg"[i], &op->conversation);
+
+            switch (i) {
+            case 0: case 1: case 2:
+                p = ngx_sprintf(p, "chat:%c:%V", "msg"[i],
+                                &op->conversation);
+                break;
+
+            case 3:
+                if (op->kind == NGX_CHAT_OP_READ) {
+                    p = ngx_sprintf(p, "chat:r:%V", &op->conversation);
+
+                } else if (op->kind == NGX_CHAT_OP_TYPING) {
+                    p = ngx_sprintf(p, "chat:t:%V:%V", &op->conversation,
+                                    user);
+
+                } else if (op->client_msg_id.len) {
+                    p = ngx_sprintf(p, "chat:d:%V:%V:%V", &op->conversation,
+                                    user, &op->client_msg_id);
+                }
+
+                break;
+
+            default:
+                p = ngx_sprintf(p, "chat:%s:%V",
+                                op->kind == NGX_CHAT_OP_READ ? "dl" : "h",
+                                &op->conversation);
+            }
+
             op->keys[i].len = p - op->keys[i].data;
         }
-
-        op->keys[3].data = p;
-
-        if (op->kind == NGX_CHAT_OP_READ) {
-            p = ngx_sprintf(p, "chat:r:%V", &op->conversation);
-
-        } else if (op->kind == NGX_CHAT_OP_TYPING) {
-            p = ngx_sprintf(p, "chat:t:%V:%V", &op->conversation,
-                            &op->op.session->id.user);
-
-        } else if (op->client_msg_id.len) {
-            p = ngx_sprintf(p, "chat:d:%V:%V:%V", &op->conversation,
-                            &op->op.session->id.user, &op->client_msg_id);
-        }
-
-        op->keys[3].len = p - op->keys[3].data;
-
-        op->keys[4].data = p;
-        p = ngx_sprintf(p, "chat:h:%V", &op->conversation);
-        op->keys[4].len = p - op->keys[4].data;
     }
 
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < nkeys; i++) {
         argv[i] = (char *) op->keys[i].data;
         argvlen[i] = op->keys[i].len;
     }
 
-    if (op->kind == NGX_CHAT_OP_SEND) {
-        argv[5] = (char *) op->op.session->id.user.data;
-        argvlen[5] = op->op.session->id.user.len;
-        argv[6] = (char *) op->route.data;
-        argvlen[6] = op->route.len;
-        argv[7] = (char *) op->head.data;
-        argvlen[7] = op->head.len;
-        argv[8] = (char *) op->tail.data;
-        argvlen[8] = op->tail.len;
-        argv[9] = NGX_CHAT_DEDUP_TTL;
-        argvlen[9] = sizeof(NGX_CHAT_DEDUP_TTL) - 1;
-        argv[10] = NGX_CHAT_HISTORY_LEN;
-        argvlen[10] = sizeof(NGX_CHAT_HISTORY_LEN) - 1;
+    argc = nkeys;
+    argv[argc] = (char *) user->data;
+    argvlen[argc++] = user->len;
 
-        op->redis = ngx_chat_redis_eval(&ngx_chat_send_script,
-                                        ngx_chat_send_reply, op, 5, 11,
-                                        argv, argvlen);
+    switch (op->kind) {
 
-    } else if (op->kind == NGX_CHAT_OP_READ) {
-        argv[4] = (char *) op->op.session->id.user.data;
-        argvlen[4] = op->op.session->id.user.len;
-        argv[5] = (char *) op->seq.data;
-        argvlen[5] = op->seq.len;
-        argv[6] = (char *) op->head.data;
-        argvlen[6] = op->head.len;
-        argv[7] = (char *) op->tail.data;
-        argvlen[7] = op->tail.len;
+    case NGX_CHAT_OP_SEND:
+        script = &ngx_chat_send_script;
+        argv[argc] = (char *) op->route.data;
+        argvlen[argc++] = op->route.len;
+        argv[argc] = (char *) op->head.data;
+        argvlen[argc++] = op->head.len;
+        argv[argc] = (char *) op->tail.data;
+        argvlen[argc++] = op->tail.len;
+        argv[argc] = NGX_CHAT_DEDUP_TTL;
+        argvlen[argc++] = sizeof(NGX_CHAT_DEDUP_TTL) - 1;
+        argv[argc] = NGX_CHAT_HISTORY_LEN;
+        argvlen[argc++] = sizeof(NGX_CHAT_HISTORY_LEN) - 1;
+        break;
 
-        op->redis = ngx_chat_redis_eval(&ngx_chat_read_script,
-                                        ngx_chat_send_reply, op, 4, 8,
-                                        argv, argvlen);
+    case NGX_CHAT_OP_READ:
+        script = &ngx_chat_read_script;
+        argv[argc] = (char *) op->seq.data;
+        argvlen[argc++] = op->seq.len;
+        argv[argc] = (char *) op->head.data;
+        argvlen[argc++] = op->head.len;
+        argv[argc] = (char *) op->tail.data;
+        argvlen[argc++] = op->tail.len;
+        break;
 
-    } else {
-        argv[4] = (char *) op->op.session->id.user.data;
-        argvlen[4] = op->op.session->id.user.len;
-        argv[5] = (char *) op->head.data;
-        argvlen[5] = op->head.len;
-        argv[6] = (char *) interval;
-        argvlen[6] = ngx_sprintf(interval, "%M",
-                                 op->op.session->lcf->typing_interval)
-                     - interval;
-
-        op->redis = ngx_chat_redis_eval(&ngx_chat_relay_script,
-                                        ngx_chat_send_reply, op, 4, 7,
-                                        argv, argvlen);
+    default: /* NGX_CHAT_OP_TYPING */
+        script = &ngx_chat_relay_script;
+        argv[argc] = (char *) op->head.data;
+        argvlen[argc++] = op->head.len;
+        argv[argc] = (char *) interval;
+        argvlen[argc++] = ngx_sprintf(interval, "%M",
+                                      op->op.session->lcf->typing_interval)
+                          - interval;
+        break;
     }
+
+    op->redis = ngx_chat_redis_eval(script, ngx_chat_send_reply, op,
+                                    (int) nkeys, (int) argc, argv, argvlen);
 
     if (op->redis == NULL) {
         ngx_chat_send_finish(op, "unavailable",
@@ -1479,13 +1237,22 @@ ngx_chat_json_string(ngx_pool_t *pool, ngx_str_t *out, const char *s,
  */
 
 static uint64_t
-ngx_chat_next_id(uint64_t *ms_out)
+ngx_chat_now_ms(void)
 {
-    uint64_t     ms;
     ngx_time_t  *tp;
 
     tp = ngx_timeofday();
-    ms = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+static uint64_t
+ngx_chat_next_id(uint64_t *ms_out)
+{
+    uint64_t  ms;
+
+    ms = ngx_chat_now_ms();
 
     if (ms > ngx_chat_id_last_ms) {
         ngx_chat_id_last_ms = ms;
@@ -1518,15 +1285,4 @@ ngx_chat_format_time(u_char *p, uint64_t ms)
                        tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                        tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
                        (int) (ms % 1000));
-}
-
-
-static void
-ngx_chat_ignore_reply(redisReply *reply, void *data)
-{
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "chat: Redis error: %*s", (size_t) reply->len,
-                      reply->str);
-    }
 }

@@ -3,6 +3,8 @@
 #include "ngx_chat.h"
 #include "ngx_chat_redis.h"
 #include "ngx_chat_pg.h"
+#include "ngx_chat_presence.h"
+#include "ngx_chat_receipts.h"
 
 
 static void *ngx_chat_create_main_conf(ngx_conf_t *cf);
@@ -101,6 +103,13 @@ static ngx_command_t  ngx_chat_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_chat_main_conf_t, node_id),
       &ngx_chat_node_id_bounds },
+
+    { ngx_string("chat_presence_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, presence_ttl),
+      NULL },
 
     { ngx_string("chat_websocket"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -298,6 +307,7 @@ ngx_chat_create_main_conf(ngx_conf_t *cf)
     mcf->pg_timeout = NGX_CONF_UNSET_MSEC;
     mcf->node_id = NGX_CONF_UNSET_UINT;
     mcf->kafka.timeout = NGX_CONF_UNSET_MSEC;
+    mcf->presence_ttl = NGX_CONF_UNSET_MSEC;
     mcf->kafka.options = NGX_CONF_UNSET_PTR;
 
     return mcf;
@@ -337,6 +347,11 @@ ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     ngx_conf_init_msec_value(mcf->kafka.timeout, 5000);
+    ngx_conf_init_msec_value(mcf->presence_ttl, 30000);
+
+    if (mcf->presence_ttl < 3000) {
+        return "chat_presence_ttl must be at least 3s";
+    }
 
     if (mcf->kafka.options == NGX_CONF_UNSET_PTR) {
         mcf->kafka.options = NULL;
@@ -560,6 +575,12 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_chat_presence_init_process(cycle) != NGX_OK
+        || ngx_chat_receipts_init_process(cycle) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (ngx_chat_kafka_init(cycle, &mcf->kafka) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -588,6 +609,8 @@ ngx_chat_exit_process(ngx_cycle_t *cycle)
 
     /* deliveries may still complete while sessions exist */
     ngx_chat_kafka_exit(cycle);
+    ngx_chat_receipts_exit_process(cycle);
+    ngx_chat_presence_exit_process(cycle);
     ngx_chat_messaging_exit_process(cycle);
     ngx_chat_pg_exit();
 

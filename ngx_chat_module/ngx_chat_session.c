@@ -2,11 +2,15 @@
  * CONNECT, subscriptions, acks, transactions, heart-beats, receipts. */
 
 #include "ngx_chat_session.h"
+#include "ngx_chat_presence.h"
+#include "ngx_chat_receipts.h"
 
 
 #define NGX_CHAT_MAX_TRANSACTIONS  8
 #define NGX_CHAT_MAX_TX_FRAMES     128
 #define NGX_CHAT_IN_INITIAL        1024
+#define NGX_CHAT_PAUSED_FRAMES     4      /* frames' worth of bytes kept
+                                             while parsing waits */
 
 
 /* a frame held back by a transaction until COMMIT */
@@ -91,6 +95,11 @@ static void ngx_chat_session_error(ngx_chat_session_t *s, const char *msg,
 static void ngx_chat_session_timer_handler(ngx_event_t *ev);
 static ngx_int_t ngx_chat_session_write(ngx_chat_session_t *s, u_char *head,
     size_t len, ngx_chat_blob_t *body);
+static void ngx_chat_session_deliver_to(ngx_chat_session_t *s,
+    ngx_chat_dest_e dest, ngx_str_t *destination, ngx_str_t *sub_id,
+    u_char *message_id, size_t message_id_len, ngx_chat_blob_t *body);
+static void ngx_chat_session_sub_free(ngx_chat_session_t *s,
+    ngx_chat_sub_t *sub);
 static ngx_int_t ngx_chat_header_value(ngx_chat_stomp_frame_t *f,
     const char *name, ngx_str_t *value);
 static u_char *ngx_chat_put_header(u_char *p, const char *name,
@@ -181,6 +190,11 @@ ngx_chat_session_on_data(ngx_chat_ws_t *ws, u_char *data, size_t len)
 
     limit = s->lcf->max_frame + 2;
 
+    if (s->paused) {
+        /* a SUBSCRIBE is being checked: a few more frames may wait */
+        limit *= NGX_CHAT_PAUSED_FRAMES;
+    }
+
     while (len && !s->closing) {
 
         if (s->in_len >= limit) {
@@ -260,7 +274,7 @@ ngx_chat_session_parse(ngx_chat_session_t *s)
 
     off = 0;
 
-    while (off < s->in_len && !s->closing) {
+    while (off < s->in_len && !s->closing && !s->paused) {
 
         rc = ngx_chat_stomp_parse(s->in + off, s->in_len - off, &lim,
                                   s->version ? s->version : 12, &f,
@@ -367,6 +381,12 @@ ngx_chat_session_frame(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
 
     case NGX_CHAT_STOMP_SUBSCRIBE:
         rc = ngx_chat_session_subscribe(s, f);
+
+        if (rc == NGX_AGAIN) {
+            /* checked asynchronously: the RECEIPT follows the check */
+            return NGX_OK;
+        }
+
         break;
 
     case NGX_CHAT_STOMP_UNSUBSCRIBE:
@@ -590,6 +610,11 @@ ngx_chat_session_connect(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
 
     s->connected = 1;
 
+    if (ngx_chat_presence_online(s) != NGX_OK) {
+        ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+        return NGX_ERROR;
+    }
+
     ngx_chat_identity_ensure_user(&s->id, s->log);
 
     /* CONNECTED */
@@ -697,7 +722,7 @@ ngx_chat_session_negotiate(ngx_str_t *accept)
 static ngx_int_t
 ngx_chat_session_subscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
 {
-    ngx_str_t                destination, id, ack, receipt;
+    ngx_str_t                destination, id, ack, receipt, user;
     ngx_uint_t               i, mode;
     ngx_chat_sub_t          *sub;
     ngx_chat_dest_e          dest;
@@ -753,6 +778,17 @@ ngx_chat_session_subscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
         }
     }
 
+    /* /topic/presence.<userId>: who may read it is checked below */
+
+    if (destination.len > sizeof(NGX_CHAT_PRESENCE_TOPIC) - 1
+        && destination.len <= sizeof(NGX_CHAT_PRESENCE_TOPIC) - 1
+                              + NGX_CHAT_USER_ID_MAX
+        && ngx_strncmp(destination.data, NGX_CHAT_PRESENCE_TOPIC,
+                       sizeof(NGX_CHAT_PRESENCE_TOPIC) - 1) == 0)
+    {
+        dest = NGX_CHAT_DEST_PRESENCE;
+    }
+
     if (dest == NGX_CHAT_DEST_NONE) {
         ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "chat: SUBSCRIBE to forbidden destination \"%V\"",
@@ -798,10 +834,78 @@ ngx_chat_session_subscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
     sub->dest = dest;
     sub->ack = mode;
 
+    if (mode != NGX_CHAT_ACK_AUTO) {
+        sub->pending = ngx_alloc(NGX_CHAT_PENDING_ACKS
+                                 * sizeof(ngx_chat_pending_t), s->log);
+        if (sub->pending == NULL) {
+            ngx_free(sub->id.data);
+            ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+            return NGX_ERROR;
+        }
+    }
+
     s->nsubs++;
     s->dest_subs[dest]++;
 
-    return NGX_OK;
+    if (dest != NGX_CHAT_DEST_PRESENCE) {
+        return NGX_OK;
+    }
+
+    /*
+     * The channel is followed at once, the events wait for the snapshot;
+     * the session's next frames wait for the check.
+     */
+
+    sub->waiting = 1;
+
+    user.data = sub->destination.data + sizeof(NGX_CHAT_PRESENCE_TOPIC) - 1;
+    user.len = sub->destination.len - (sizeof(NGX_CHAT_PRESENCE_TOPIC) - 1);
+
+    if (ngx_chat_presence_watch(s, &user) != NGX_OK) {
+        s->dest_subs[dest]--;
+        s->nsubs--;
+        ngx_free(sub->pending);
+        ngx_free(sub->id.data);
+        ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+        return NGX_ERROR;
+    }
+
+    if (ngx_chat_presence_check(s, &sub->id, &user, &receipt) != NGX_OK) {
+        ngx_chat_session_sub_free(s, sub);
+        ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+        return NGX_ERROR;
+    }
+
+    s->paused = 1;
+
+    return NGX_AGAIN;
+}
+
+
+/* drops a subscription (which then is replaced by the last one) */
+
+static void
+ngx_chat_session_sub_free(ngx_chat_session_t *s, ngx_chat_sub_t *sub)
+{
+    ngx_str_t  user;
+
+    if (sub->dest == NGX_CHAT_DEST_PRESENCE) {
+        user.data = sub->destination.data
+                    + sizeof(NGX_CHAT_PRESENCE_TOPIC) - 1;
+        user.len = sub->destination.len
+                   - (sizeof(NGX_CHAT_PRESENCE_TOPIC) - 1);
+        ngx_chat_presence_unwatch(s, &user);
+    }
+
+    s->dest_subs[sub->dest]--;
+
+    if (sub->pending) {
+        ngx_free(sub->pending);
+    }
+
+    ngx_free(sub->id.data);
+
+    *sub = s->subs[--s->nsubs];
 }
 
 
@@ -825,9 +929,7 @@ ngx_chat_session_unsubscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
         if (s->subs[i].id.len == id.len
             && ngx_strncmp(s->subs[i].id.data, id.data, id.len) == 0)
         {
-            s->dest_subs[s->subs[i].dest]--;
-            ngx_free(s->subs[i].id.data);
-            s->subs[i] = s->subs[--s->nsubs];
+            ngx_chat_session_sub_free(s, &s->subs[i]);
             return NGX_OK;
         }
     }
@@ -842,9 +944,10 @@ static ngx_int_t
 ngx_chat_session_ack(ngx_chat_session_t *s, ngx_chat_stomp_command_e cmd,
     ngx_str_t *id, ngx_str_t *subscription)
 {
-    uint64_t         n;
-    ngx_uint_t       i, j, k;
-    ngx_chat_sub_t  *sub;
+    uint64_t             n;
+    ngx_uint_t           i, j, k, m;
+    ngx_chat_sub_t      *sub;
+    ngx_chat_pending_t  *pe;
 
     n = 0;
 
@@ -862,29 +965,45 @@ ngx_chat_session_ack(ngx_chat_session_t *s, ngx_chat_stomp_command_e cmd,
         sub = &s->subs[i];
 
         for (j = 0; j < sub->npending; j++) {
-            if (sub->pending[j] != n) {
+            if (sub->pending[j].ack != n) {
                 continue;
             }
 
             /*
              * client mode acknowledges everything up to this one,
-             * client-individual (and any NACK) only this one
+             * client-individual (and any NACK) only this one; an ACKed
+             * message is delivered, a NACKed one is not
              */
+
+            m = j;
 
             if (sub->ack == NGX_CHAT_ACK_CLIENT
                 && cmd == NGX_CHAT_STOMP_ACK)
             {
-                k = j + 1;
+                m = 0;
+            }
 
-            } else {
+            for (k = m; cmd == NGX_CHAT_STOMP_ACK && k <= j; k++) {
+                pe = &sub->pending[k];
+
+                if (pe->seq) {
+                    ngx_chat_receipts_delivered(&s->id.user, pe->conv,
+                                                pe->conv_len, pe->seq);
+                }
+            }
+
+            if (m == j) {
                 ngx_memmove(&sub->pending[j], &sub->pending[j + 1],
-                            (sub->npending - j - 1) * sizeof(uint64_t));
+                            (sub->npending - j - 1)
+                            * sizeof(ngx_chat_pending_t));
                 sub->npending--;
                 return NGX_OK;
             }
 
+            k = j + 1;
+
             ngx_memmove(&sub->pending[0], &sub->pending[k],
-                        (sub->npending - k) * sizeof(uint64_t));
+                        (sub->npending - k) * sizeof(ngx_chat_pending_t));
             sub->npending -= k;
 
             return NGX_OK;
@@ -1192,7 +1311,6 @@ ngx_chat_session_on_closed(ngx_chat_ws_t *ws)
 {
     ngx_chat_session_t  *s = ws->data;
 
-    ngx_uint_t      i;
     ngx_queue_t    *q;
     ngx_chat_op_t  *op;
 
@@ -1215,16 +1333,15 @@ ngx_chat_session_on_closed(ngx_chat_ws_t *ws)
         ngx_chat_session_tx_free(s, ngx_queue_data(q, ngx_chat_tx_t, link));
     }
 
+    while (s->nsubs) {
+        ngx_chat_session_sub_free(s, &s->subs[s->nsubs - 1]);
+    }
+
     if (s->connected) {
+        ngx_chat_presence_offline(s);
         ngx_chat_messaging_unregister(s);
         s->connected = 0;
     }
-
-    for (i = 0; i < s->nsubs; i++) {
-        ngx_free(s->subs[i].id.data);
-    }
-
-    s->nsubs = 0;
 
     if (s->in) {
         ngx_free(s->in);
@@ -1288,13 +1405,33 @@ void
 ngx_chat_session_deliver(ngx_chat_session_t *s, ngx_chat_dest_e dest,
     u_char *message_id, size_t message_id_len, ngx_chat_blob_t *body)
 {
-    u_char           *p;
-    size_t            len;
-    uint64_t          ack;
-    ngx_uint_t        i, esc;
-    ngx_chat_sub_t   *sub;
-    u_char            mid[NGX_INT64_LEN + 2];
-    u_char            head[1024];
+    ngx_chat_session_deliver_to(s, dest, NULL, NULL, message_id,
+                                message_id_len, body);
+}
+
+
+void
+ngx_chat_session_deliver_topic(ngx_chat_session_t *s, ngx_chat_dest_e dest,
+    ngx_str_t *destination, ngx_str_t *sub_id, ngx_chat_blob_t *body)
+{
+    ngx_chat_session_deliver_to(s, dest, destination, sub_id, NULL, 0, body);
+}
+
+
+static void
+ngx_chat_session_deliver_to(ngx_chat_session_t *s, ngx_chat_dest_e dest,
+    ngx_str_t *destination, ngx_str_t *sub_id, u_char *message_id,
+    size_t message_id_len, ngx_chat_blob_t *body)
+{
+    u_char              *p;
+    size_t               len;
+    uint64_t             ack, seq;
+    ngx_str_t            conv;
+    ngx_uint_t           i, esc, delivered;
+    ngx_chat_sub_t      *sub;
+    ngx_chat_pending_t  *pe;
+    u_char               mid[NGX_INT64_LEN + 2];
+    u_char               head[1024];
 
     if (s->closing || !s->connected || s->dest_subs[dest] == 0) {
         return;
@@ -1302,10 +1439,46 @@ ngx_chat_session_deliver(ngx_chat_session_t *s, ngx_chat_dest_e dest,
 
     esc = (s->version >= 11);
 
+    /* a message: what its delivery makes delivered */
+
+    seq = 0;
+    ngx_str_null(&conv);
+    delivered = 0;
+
+    if (dest == NGX_CHAT_DEST_MESSAGES
+        && (ngx_chat_receipts_parse(body->data, body->len - 1, &conv, &seq)
+            != NGX_OK
+            || conv.len > NGX_CHAT_PENDING_CONV))
+    {
+        seq = 0;
+    }
+
     for (i = 0; i < s->nsubs && !s->closing; i++) {
         sub = &s->subs[i];
 
         if (sub->dest != dest) {
+            continue;
+        }
+
+        if (destination
+            && (sub->destination.len != destination->len
+                || ngx_strncmp(sub->destination.data, destination->data,
+                               destination->len) != 0))
+        {
+            continue;
+        }
+
+        if (sub_id) {
+            if (sub->id.len != sub_id->len
+                || ngx_strncmp(sub->id.data, sub_id->data, sub_id->len) != 0)
+            {
+                continue;
+            }
+
+            sub->waiting = 0;
+
+        } else if (sub->waiting) {
+            /* its snapshot, which is newer, is on its way */
             continue;
         }
 
@@ -1322,11 +1495,19 @@ ngx_chat_session_deliver(ngx_chat_session_t *s, ngx_chat_dest_e dest,
             if (sub->npending == NGX_CHAT_PENDING_ACKS) {
                 /* the oldest unacknowledged one is forgotten */
                 ngx_memmove(&sub->pending[0], &sub->pending[1],
-                            (NGX_CHAT_PENDING_ACKS - 1) * sizeof(uint64_t));
+                            (NGX_CHAT_PENDING_ACKS - 1)
+                            * sizeof(ngx_chat_pending_t));
                 sub->npending--;
             }
 
-            sub->pending[sub->npending++] = ack;
+            pe = &sub->pending[sub->npending++];
+            pe->ack = ack;
+            pe->seq = seq;
+            pe->conv_len = (u_char) conv.len;
+
+            if (seq) {
+                ngx_memcpy(pe->conv, conv.data, conv.len);
+            }
         }
 
         len = sizeof("MESSAGE\ncontent-type:application/json\n"
@@ -1364,7 +1545,91 @@ ngx_chat_session_deliver(ngx_chat_session_t *s, ngx_chat_dest_e dest,
         if (ngx_chat_session_write(s, head, p - head, body) != NGX_OK) {
             return;
         }
+
+        /* written (queued) on an auto subscription: delivered */
+
+        if (sub->ack == NGX_CHAT_ACK_AUTO && seq) {
+            delivered = 1;
+        }
     }
+
+    if (delivered) {
+        ngx_chat_receipts_delivered(&s->id.user, conv.data, conv.len, seq);
+    }
+}
+
+
+void
+ngx_chat_session_presence_ready(ngx_chat_session_t *s, ngx_str_t *sub_id,
+    ngx_int_t rc, ngx_chat_blob_t *body, ngx_str_t *receipt)
+{
+    ngx_uint_t       i;
+    ngx_chat_sub_t  *sub;
+
+    s->paused = 0;
+
+    if (s->closing) {
+        return;
+    }
+
+    sub = NULL;
+
+    for (i = 0; i < s->nsubs; i++) {
+        if (s->subs[i].id.len == sub_id->len
+            && ngx_strncmp(s->subs[i].id.data, sub_id->data, sub_id->len)
+               == 0)
+        {
+            sub = &s->subs[i];
+            break;
+        }
+    }
+
+    if (sub == NULL) {
+        /* cannot be: frames waited */
+        ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
+                      "chat: SUBSCRIBE to \"%V\" refused: no shared "
+                      "conversation", &sub->destination);
+        ngx_chat_session_sub_free(s, sub);
+        ngx_chat_session_error(s, "forbidden destination",
+                               "this destination does not exist or may not "
+                               "be read by this user", receipt,
+                               NGX_CHAT_WS_CLOSE_POLICY);
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_chat_session_sub_free(s, sub);
+        ngx_chat_session_reject(s, "unavailable",
+                                "presence is unavailable, subscribe again",
+                                NULL, receipt);
+
+    } else {
+        if (receipt && receipt->len) {
+            ngx_chat_session_receipt(s, receipt);
+        }
+
+        if (body) {
+            ngx_chat_session_deliver_to(s, NGX_CHAT_DEST_PRESENCE,
+                                        &sub->destination, &sub->id, NULL, 0,
+                                        body);
+
+        } else {
+            sub->waiting = 0;
+        }
+    }
+
+    if (s->closing) {
+        return;
+    }
+
+    /* the frames that waited */
+
+    ngx_chat_session_parse(s);
 }
 
 

@@ -27,14 +27,27 @@ typedef enum {
 
 #define NGX_CHAT_PENDING_ACKS    64     /* unacknowledged MESSAGEs kept per
                                            client-ack subscription */
+#define NGX_CHAT_PENDING_CONV    36     /* longest conversationId kept */
+
+/* an unacknowledged MESSAGE: its ack id and, for /user/queue/messages,
+ * what its ACK makes delivered (seq 0: nothing) */
+typedef struct {
+    uint64_t                  ack;
+    uint64_t                  seq;
+    u_char                    conv_len;
+    u_char                    conv[NGX_CHAT_PENDING_CONV];
+} ngx_chat_pending_t;
 
 typedef struct {
     ngx_str_t                 id;          /* the client's subscription id */
     ngx_str_t                 destination;
     ngx_chat_dest_e           dest;
     ngx_uint_t                ack;         /* NGX_CHAT_ACK_* */
-    uint64_t                  pending[NGX_CHAT_PENDING_ACKS];
+    ngx_chat_pending_t       *pending;     /* client modes only:
+                                              NGX_CHAT_PENDING_ACKS */
     ngx_uint_t                npending;
+    unsigned                  waiting:1;   /* presence: until its
+                                              snapshot is out */
 } ngx_chat_sub_t;
 
 typedef struct ngx_chat_user_s     ngx_chat_user_t;
@@ -79,7 +92,12 @@ struct ngx_chat_session_s {
     ngx_chat_user_t          *user;            /* registry entry */
     ngx_queue_t               user_link;
 
+    void                     *presence;        /* ngx_chat_presence.c */
+
     unsigned                  connected:1;
+    unsigned                  paused:1;        /* frames wait in s->in
+                                                  (a SUBSCRIBE being
+                                                  checked) */
     unsigned                  closing:1;
     unsigned                  disconnecting:1;
 };
@@ -105,6 +123,27 @@ struct ngx_chat_op_s {
  */
 void ngx_chat_session_deliver(ngx_chat_session_t *s, ngx_chat_dest_e dest,
     u_char *message_id, size_t message_id_len, ngx_chat_blob_t *body);
+
+/*
+ * deliver body to the subscriptions of dest whose destination is
+ * destination (and, if sub_id is not NULL, whose id is sub_id: that one
+ * even while it waits for its snapshot)
+ */
+void ngx_chat_session_deliver_topic(ngx_chat_session_t *s,
+    ngx_chat_dest_e dest, ngx_str_t *destination, ngx_str_t *sub_id,
+    ngx_chat_blob_t *body);
+
+/*
+ * ngx_chat_presence.c: the check of a presence SUBSCRIBE (sub_id) is
+ * over. NGX_OK: allowed; the RECEIPT (if any), then the snapshot (body,
+ * may be NULL) are sent. NGX_DECLINED: forbidden: ERROR frame, the session
+ * closes. NGX_ERROR: the stores failed: the subscription is dropped with
+ * an "unavailable" rejection. The frames that came meanwhile are parsed
+ * then. The op must be done (ngx_chat_session_op_done) before.
+ */
+void ngx_chat_session_presence_ready(ngx_chat_session_t *s,
+    ngx_str_t *sub_id, ngx_int_t rc, ngx_chat_blob_t *body,
+    ngx_str_t *receipt);
 
 /* a rejection on /user/queue/errors (PROTOCOL.md section 5) */
 void ngx_chat_session_reject(ngx_chat_session_t *s, const char *code,
