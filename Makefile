@@ -23,7 +23,8 @@ MODULE_SRCS   = $(wildcard ngx_chat_module/*.c ngx_chat_module/*.h) config
 
 # the scripts find what this Makefile built (also with BUILD=elsewhere)
 CHATCTL       = CHAT_MODULE=$(abspath $(MODULE)) \
-                CHAT_TOKEN_BIN=$(abspath $(BIN))/chat-token scripts/chatctl
+                CHAT_TOKEN_BIN=$(abspath $(BIN))/chat-token \
+                CHAT_BIN=$(abspath $(BIN)) scripts/chatctl
 
 .PHONY: all module workers deps check-deps test unit clean distclean run \
         start stop restart status token migrate psql logs
@@ -70,7 +71,9 @@ $(BIN)/chat-token: workers/chat_token.c ngx_chat_module/ngx_chat_jwt.c \
 	$(CC) $(CFLAGS) $(WARN) -Ingx_chat_module -o $@ workers/chat_token.c \
 	    ngx_chat_module/ngx_chat_jwt.c $$(pkg-config --cflags --libs $(PKGS))
 
-workers: $(BIN)/chat-token
+include workers/Makefile.inc
+
+workers: $(BIN)/chat-token workers-daemons
 
 clean:
 	rm -rf $(BUILD)
@@ -83,11 +86,6 @@ unit:
 	sh t/unit/run.sh
 endif
 
-# the daemons' rules (make workers-daemons), when present; not yet part of
-# "all": Kafka and the workers belong to a later issue
-ifneq ($(wildcard workers/Makefile.inc),)
-include workers/Makefile.inc
-endif
 
 # the whole suite: unit tests, then prove -r t/ against one Redis and one
 # PostgreSQL started for the run. T=t/020-api.t runs just that file,
@@ -95,7 +93,7 @@ endif
 test: deps
 	@$(MAKE) --no-print-directory all
 	@TEST_NGINX_MODULE=$${TEST_NGINX_MODULE:-$(abspath $(MODULE))} \
-	    CHAT_TOKEN_BIN=$(abspath $(BIN))/chat-token \
+	    CHAT_TOKEN_BIN=$(abspath $(BIN))/chat-token CHAT_BIN=$(abspath $(BIN)) \
 	    scripts/run-tests.sh $(T)
 
 # development: everything on 127.0.0.1, state in var/ (see README.md)

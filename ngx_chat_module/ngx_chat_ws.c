@@ -937,11 +937,14 @@ ngx_chat_ws_process(ngx_chat_ws_conn_t *wc, u_char *p, size_t len)
                           "client sent an invalid WebSocket frame: %s",
                           ev.reason ? ev.reason : "?");
 
+            /*
+             * while closing, the close under way goes on (the reader
+             * is closed, input is discarded): ending the connection now
+             * would lose what is queued, or reset what is written
+             */
+
             if (!ws->closing) {
                 ngx_chat_ws_send_close(wc, ev.code, ev.reason);
-
-            } else {
-                ngx_chat_ws_abort(wc);
             }
 
             return;
@@ -1125,10 +1128,28 @@ ngx_chat_ws_write_handler(ngx_event_t *wev)
         return;
     }
 
-    /* lingering close: wait for the peer's close frame or EOF */
+    /*
+     * lingering close: wait for the peer's close frame or EOF. Nothing
+     * more is written, so the peer gets our FIN at once: a client whose
+     * connection failed (its close frame is not looked at) or that waits
+     * for the server to close TCP first (RFC 6455, 7.1.1) need not wait
+     * for the linger timeout. Not with TLS: the record layer may write.
+     */
 
     wc->lingering = 1;
     ngx_add_timer(&ws->close_timer, NGX_CHAT_WS_LINGER);
+
+#if (NGX_SSL)
+    if (c->ssl == NULL)
+#endif
+    {
+        if (ngx_shutdown_socket(c->fd, NGX_WRITE_SHUTDOWN) == -1) {
+            ngx_connection_error(c, ngx_socket_errno,
+                                 ngx_shutdown_socket_n " failed");
+            ngx_chat_ws_abort(wc);
+            return;
+        }
+    }
 
     if (c->read->ready) {
         ngx_post_event(c->read, &ngx_posted_events);

@@ -217,3 +217,46 @@ chat_redis_stop() {
 
     rm -f "$dir/redis.pid"
 }
+
+# the directory of the built daemons (make passes CHAT_BIN)
+CHAT_BIN=${CHAT_BIN:-$CHAT_ROOT/build/bin}
+
+# chat_kafka_start DIR: the in-memory Kafka broker (build/bin/
+# chat-kafka-broker); prints its bootstrap servers
+chat_kafka_start() {
+    local dir=$1 i
+
+    [ -x "$CHAT_BIN/chat-kafka-broker" ] \
+        || chat_die "$CHAT_BIN/chat-kafka-broker is missing: run make"
+
+    mkdir -p "$dir"
+    rm -f "$dir/bootstrap"
+
+    "$CHAT_BIN/chat-kafka-broker" --bootstrap-file="$dir/bootstrap" \
+        --pid-file="$dir/broker.pid" >"$dir/broker.log" 2>&1 &
+
+    for i in $(seq 1 100); do
+        [ -s "$dir/bootstrap" ] && { cat "$dir/bootstrap"; return 0; }
+        sleep 0.1
+    done
+
+    tail -20 "$dir/broker.log" >&2
+    chat_die "the Kafka broker did not start"
+}
+
+# chat_kafka_stop DIR
+chat_kafka_stop() {
+    local dir=$1 pid i
+
+    [ -f "$dir/broker.pid" ] || return 0
+    pid=$(cat "$dir/broker.pid")
+
+    kill -TERM "$pid" 2>/dev/null || true
+
+    for i in $(seq 1 50); do
+        chat_alive "$pid" || return 0
+        sleep 0.1
+    done
+
+    kill -KILL "$pid" 2>/dev/null || true
+}

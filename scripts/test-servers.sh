@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# test-servers.sh: the throwaway Redis and PostgreSQL the test suite uses.
+# test-servers.sh: the throwaway Redis, PostgreSQL and Kafka broker the test
+# suite uses.
 #
 # usage: scripts/test-servers.sh start DIR   prints "export VAR=value" lines
 #        scripts/test-servers.sh stop DIR
@@ -7,11 +8,12 @@
 #            (outage tests: the same ports and data)
 #
 # start: Redis (no persistence) and PostgreSQL (fsync off, database "chat"
-# with every sql/ migration applied) on free loopback ports, all state in
-# DIR (wiped first). TEST_NGINX_REDIS_PORT / TEST_NGINX_PG_PORT pick the
+# with every sql/ migration applied) on free loopback ports, and the
+# in-memory Kafka broker (build/bin/chat-kafka-broker), all state in DIR
+# (wiped first). TEST_NGINX_REDIS_PORT / TEST_NGINX_PG_PORT pick the
 # ports. The exported variables are the ones t/lib/Test/Chat.pm reads:
 # TEST_NGINX_REDIS_PORT, TEST_NGINX_PG_PORT, TEST_NGINX_PG_DSN,
-# TEST_NGINX_STORES_DIR.
+# TEST_NGINX_KAFKA_BROKERS, TEST_NGINX_STORES_DIR.
 
 set -euo pipefail
 
@@ -26,7 +28,7 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
 start() {
-    local redis_port pg_port pg_dir dsn
+    local redis_port pg_port pg_dir dsn brokers
 
     stop >/dev/null 2>&1 || true
     rm -rf "$dir/redis" "$dir/pg" "$dir/pg.data" "$dir/env"
@@ -53,7 +55,10 @@ start() {
     "$CHAT_ROOT/sql/migrate.sh" "$dsn" >"$dir/migrate.log" 2>&1 \
         || { cat "$dir/migrate.log" >&2; chat_die "migrations failed"; }
 
+    brokers=$(chat_kafka_start "$dir/kafka")
+
     {
+        echo "export TEST_NGINX_KAFKA_BROKERS='$brokers'"
         echo "export TEST_NGINX_REDIS_PORT=$redis_port"
         echo "export TEST_NGINX_PG_PORT=$pg_port"
         echo "export TEST_NGINX_PG_DSN='$dsn'"
@@ -65,6 +70,8 @@ start() {
 
 stop() {
     local pg_dir port
+
+    chat_kafka_stop "$dir/kafka"
 
     if [ -f "$dir/pg.path" ]; then
         pg_dir=$(cat "$dir/pg.path")

@@ -223,6 +223,14 @@ sub nginx_conf {
     if (!$NO_MODULE && !exists $block->{no_chat_stores}) {
         $c .= "    chat_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};\n"
             . "    chat_postgres \"$ENV{TEST_NGINX_PG_DSN}\";\n";
+
+        # every message goes through Kafka, as in production, unless the
+        # block says no_kafka (or brings its own chat_kafka)
+        if ($ENV{TEST_NGINX_KAFKA_BROKERS} && !exists $block->{no_kafka}
+            && $http !~ /\bchat_kafka\s/)
+        {
+            $c .= "    chat_kafka $ENV{TEST_NGINX_KAFKA_BROKERS};\n";
+        }
     }
 
     if (!$NO_MODULE && $n == 2 && $http !~ /\bchat_node_id\b/) {

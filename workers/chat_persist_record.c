@@ -1,0 +1,192 @@
+/* chat_persist_record.c: validates a chat.messages record (PROTOCOL.md
+ * section 5) and turns it into the values of a messages row. */
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_persist.h"
+
+
+/* RFC 3339: 2025-01-31T12:34:56[.fff]Z or with an offset +HH:MM */
+static int
+pst_rfc3339_ok(const char *s)
+{
+    const char  *p;
+    int          i;
+
+    static const char  pattern[] = "dddd-dd-ddTdd:dd:dd";
+
+    for (i = 0; pattern[i]; i++) {
+        if (pattern[i] == 'd') {
+            if (!isdigit((unsigned char) s[i])) {
+                return 0;
+            }
+
+        } else if (pattern[i] == 'T') {
+            if (s[i] != 'T' && s[i] != 't') {
+                return 0;
+            }
+
+        } else if (s[i] != pattern[i]) {
+            return 0;
+        }
+    }
+
+    p = s + i;
+
+    if (*p == '.') {
+        p++;
+
+        for (i = 0; isdigit((unsigned char) p[i]); i++) { /* void */ }
+
+        if (i == 0 || i > 9) {
+            return 0;
+        }
+
+        p += i;
+    }
+
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+        return 1;
+    }
+
+    return (*p == '+' || *p == '-')
+           && isdigit((unsigned char) p[1]) && isdigit((unsigned char) p[2])
+           && p[3] == ':'
+           && isdigit((unsigned char) p[4]) && isdigit((unsigned char) p[5])
+           && p[6] == '\0';
+}
+
+
+static const char *
+pst_get_string(json_t *root, const char *name, int required)
+{
+    json_t  *v;
+
+    v = json_object_get(root, name);
+
+    if (v == NULL || json_is_null(v)) {
+        return required ? NULL : "";
+    }
+
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+
+const char *
+pst_row_parse(pst_row_t *row, const rd_kafka_message_t *m)
+{
+    json_t       *root, *v;
+    const char   *s;
+    char         *end;
+    json_int_t    n;
+    long long     id;
+    json_error_t  jerr;
+
+    root = json_loadb(m->payload, m->len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        return "not valid JSON (or a string with a NUL)";
+    }
+
+    row->root = root;
+
+    if (!json_is_object(root)) {
+        return "not a JSON object";
+    }
+
+    v = json_object_get(root, "type");
+    if (v != NULL && !(json_is_string(v)
+                       && strcmp(json_string_value(v), "message") == 0))
+    {
+        return "\"type\" is not \"message\"";
+    }
+
+    v = json_object_get(root, "messageId");
+
+    if (json_is_string(v)) {
+        s = json_string_value(v);
+        errno = 0;
+        id = strtoll(s, &end, 10);
+
+        if (!isdigit((unsigned char) *s) || *end != '\0' || errno || id < 0) {
+            return "\"messageId\" is not a decimal 64-bit integer";
+        }
+
+    } else if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        id = (long long) json_integer_value(v);
+
+    } else {
+        return "no valid \"messageId\"";
+    }
+
+    snprintf(row->id, sizeof(row->id), "%lld", id);
+
+    v = json_object_get(root, "seq");
+    n = json_is_integer(v) ? json_integer_value(v) : 0;
+
+    if (n < 1) {
+        return "\"seq\" is not a positive integer";
+    }
+
+    snprintf(row->seq, sizeof(row->seq), "%" JSON_INTEGER_FORMAT, n);
+
+    row->conversation_id = pst_get_string(root, "conversationId", 1);
+    if (row->conversation_id == NULL || *row->conversation_id == '\0') {
+        return "no \"conversationId\" string";
+    }
+
+    row->sender_id = pst_get_string(root, "senderId", 1);
+    if (row->sender_id == NULL || *row->sender_id == '\0') {
+        return "no \"senderId\" string";
+    }
+
+    row->content = pst_get_string(root, "content", 1);
+    if (row->content == NULL) {
+        return "no \"content\" string";
+    }
+
+    row->client_msg_id = pst_get_string(root, "clientMsgId", 0);
+    if (row->client_msg_id == NULL) {
+        return "\"clientMsgId\" is not a string";
+    }
+
+    if (*row->client_msg_id == '\0') {
+        row->client_msg_id = NULL;
+    }
+
+    row->created_at = pst_get_string(root, "createdAt", 1);
+    if (row->created_at == NULL || !pst_rfc3339_ok(row->created_at)) {
+        return "\"createdAt\" is not an RFC 3339 time";
+    }
+
+    v = json_object_get(root, "metadata");
+
+    if (v == NULL || json_is_null(v)) {
+        row->metadata = strdup("{}");
+
+    } else if (json_is_object(v)) {
+        row->metadata = json_dumps(v, JSON_COMPACT);
+
+    } else {
+        return "\"metadata\" is not an object";
+    }
+
+    if (row->metadata == NULL) {
+        return "out of memory";
+    }
+
+    return NULL;
+}
+
+
+void
+pst_row_free(pst_row_t *row)
+{
+    json_decref(row->root);
+    free(row->metadata);
+    row->root = NULL;
+    row->metadata = NULL;
+}
