@@ -27,7 +27,7 @@ CHATCTL       = CHAT_MODULE=$(abspath $(MODULE)) \
                 CHAT_BIN=$(abspath $(BIN)) scripts/chatctl
 
 .PHONY: all module workers deps check-deps test unit clean distclean run \
-        start stop restart status token migrate psql logs
+        start stop restart status token migrate psql logs browser-deps
 
 all: module workers
 
@@ -43,6 +43,33 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
 	        $$missing; \
 	fi
+
+# the browser test (t/090-browser.t): Debian's chromium, node and npm
+# (Debian's, unless a node with npm is there: NodeSource's nodejs has npm
+# and conflicts with Debian's npm), then playwright-core from npm. It
+# drives /usr/bin/chromium: no browser is ever downloaded.
+BROWSER_STAMP = t/browser/node_modules/.package-lock.json
+
+browser-deps:
+	@missing=""; \
+	dpkg-query -W -f='$${Status}\n' chromium 2>/dev/null \
+	    | grep -q "install ok installed" || missing=" chromium"; \
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	    missing="$$missing nodejs npm"; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	    $$sudo apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	        $$missing; \
+	fi
+	@$(MAKE) --no-print-directory -s $(BROWSER_STAMP)
+
+$(BROWSER_STAMP): t/browser/package.json t/browser/package-lock.json
+	cd t/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+	    npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 check-deps:
 	@test -f $(NGINX_SRC)/configure -a -f $(NGINX_SRC)/conf_flags || { \
@@ -90,7 +117,7 @@ endif
 # the whole suite: unit tests, then prove -r t/ against one Redis and one
 # PostgreSQL started for the run. T=t/020-api.t runs just that file,
 # PROVE_FLAGS=-v shows every check.
-test: deps
+test: deps browser-deps
 	@$(MAKE) --no-print-directory all
 	@TEST_NGINX_MODULE=$${TEST_NGINX_MODULE:-$(abspath $(MODULE))} \
 	    CHAT_TOKEN_BIN=$(abspath $(BIN))/chat-token CHAT_BIN=$(abspath $(BIN)) \
@@ -135,3 +162,4 @@ distclean: clean
 	    $(CHATCTL) stop >/dev/null 2>&1 || true; \
 	    rm -rf var t/servroot; \
 	fi
+	rm -rf t/browser/node_modules

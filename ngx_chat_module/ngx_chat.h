@@ -28,8 +28,11 @@ typedef struct {
                                                   chat_kafka_timeout,
                                                   chat_kafka_option */
     ngx_str_t                  kafka_topic;    /* chat_kafka_topic */
+    ngx_str_t                  kafka_receipts_topic;
+                                               /* chat_kafka_receipts_topic */
     ngx_msec_t                 presence_ttl;   /* chat_presence_ttl */
     ngx_flag_t                 enabled;        /* a chat location exists */
+    ngx_shm_zone_t            *metrics_zone;   /* ngx_chat_metrics.c */
 } ngx_chat_main_conf_t;
 
 
@@ -55,6 +58,7 @@ typedef struct {
 #define NGX_CHAT_HANDLER_NONE       0
 #define NGX_CHAT_HANDLER_WEBSOCKET  1
 #define NGX_CHAT_HANDLER_API        2
+#define NGX_CHAT_HANDLER_DEVTOKEN   3
 
 
 /*
@@ -117,6 +121,9 @@ extern ngx_chat_worker_t  ngx_chat_worker;
 
 /* ngx_chat_ws.c: content handler of "chat_websocket" locations */
 ngx_int_t ngx_chat_ws_handler(ngx_http_request_t *r);
+
+/* ngx_chat_devtoken.c: content handler of "chat_dev_token" (development) */
+ngx_int_t ngx_chat_devtoken_handler(ngx_http_request_t *r);
 
 /* ngx_chat_api.c: content handler of "chat_api" locations */
 ngx_int_t ngx_chat_api_handler(ngx_http_request_t *r);

@@ -9,6 +9,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "ngx_chat_kafka.h"
+#include "ngx_chat_metrics.h"
 
 
 #define NGX_CHAT_KAFKA_POLL       100     /* ms, the safety poll */
@@ -194,6 +195,9 @@ ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_kafka_conf_t *kcf)
     ngx_chat_kafka_poll();
 
     ngx_chat_kafka_arm();
+
+    /* until all brokers are down or a delivery fails */
+    ngx_chat_metric_gauge_set(NGX_CHAT_G_KAFKA_UP, 1);
 
     ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
                   "kafka: producer %s for \"%V\"", rd_kafka_name(rk),
@@ -754,6 +758,9 @@ ngx_chat_kafka_poll(void)
     rd_kafka_poll(ngx_chat_kafka.rk, 0);
 
     ngx_chat_kafka_log_failed();
+
+    ngx_chat_metric_gauge_set(NGX_CHAT_G_KAFKA_QUEUE,
+                              rd_kafka_outq_len(ngx_chat_kafka.rk));
 }
 
 
@@ -799,6 +806,13 @@ ngx_chat_kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg,
     data = req->data;
 
     ngx_free(req);
+
+    ngx_chat_metric_gauge_set(NGX_CHAT_G_KAFKA_UP, msg->err == 0);
+
+    if (msg->err == 0 && rd_kafka_message_latency(msg) >= 0) {
+        ngx_chat_metric_observe(NGX_CHAT_H_KAFKA, NGX_CHAT_G_KAFKA_RTT,
+                                (uint64_t) rd_kafka_message_latency(msg));
+    }
 
     if (msg->err) {
         ngx_chat_kafka.failed++;
@@ -859,6 +873,10 @@ ngx_chat_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason,
                       "kafka: fatal error, every message fails until the "
                       "worker restarts (nginx -s reload): %s", errstr);
         return;
+    }
+
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        ngx_chat_metric_gauge_set(NGX_CHAT_G_KAFKA_UP, 0);
     }
 
     /* single brokers' failures are logged (suppressed) by log_cb already */

@@ -6,6 +6,8 @@
 #include "ngx_chat_redis.h"
 #include "ngx_chat_pg.h"
 #include "ngx_chat_fanout.h"
+#include "ngx_chat_receipts.h"
+#include "ngx_chat_metrics.h"
 
 #include <jansson.h>
 
@@ -46,6 +48,7 @@ typedef struct {
     ngx_str_t                 head;        /* JSON up to the seq */
     ngx_str_t                 tail;        /* JSON after the seq */
     ngx_str_t                 gen;
+    uint64_t                  started;     /* us, the SEND's parse */
 } ngx_chat_send_t;
 
 
@@ -63,6 +66,7 @@ static void ngx_chat_send_rebuild_reply(redisReply *reply, void *data);
 static void ngx_chat_send_produce(ngx_chat_send_t *op, ngx_int_t code,
     redisReply *value);
 static void ngx_chat_send_delivered(ngx_int_t rc, void *data);
+static void ngx_chat_read_produce(ngx_chat_send_t *op, redisReply *value);
 static void ngx_chat_send_finish(ngx_chat_send_t *op, const char *code,
     const char *message);
 static void ngx_chat_send_cancel(ngx_chat_op_t *op);
@@ -149,7 +153,8 @@ static ngx_chat_redis_script_t  ngx_chat_relay_script = {
  * KEYS: members set, seq counter, generation, reads hash, delivered hash.
  * ARGV: reader,
  * seq, payload head (ends with "seq":), payload tail. Returns {1, seq}
- * (the watermark now), {0, ""} or {-1, generation} as above.
+ * (moved there), {3, seq} (it already was there), {0, ""} or
+ * {-1, generation} as above.
  */
 static ngx_chat_redis_script_t  ngx_chat_read_script = {
     "if redis.call('EXISTS', KEYS[1]) == 0"
@@ -160,7 +165,7 @@ static ngx_chat_redis_script_t  ngx_chat_read_script = {
     "local last = tonumber(redis.call('GET', KEYS[2])) "
     "local want = math.min(tonumber(ARGV[2]), last) "
     "local old = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') "
-    "if want <= old then return {1, tostring(old)} end "
+    "if want <= old then return {3, tostring(old)} end "
     "redis.call('HSET', KEYS[4], ARGV[1], want) "
     "local dl = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0') "
     "if dl < want then redis.call('HSET', KEYS[5], ARGV[1], want) end "
@@ -378,6 +383,7 @@ ngx_chat_messaging_send(ngx_chat_session_t *s, ngx_str_t *destination,
 
     op->pool = pool;
     op->kind = kind;
+    op->started = ngx_chat_metric_now_us();
 
     if (receipt->len) {
         op->receipt.data = ngx_pstrdup(pool, receipt);
@@ -919,11 +925,24 @@ ngx_chat_send_reply(redisReply *reply, void *data)
 
     case 1:
     case 2:
+        if (op->kind == NGX_CHAT_OP_SEND) {
+            ngx_chat_metric_observe(NGX_CHAT_H_SEND, NGX_CHAT_G_MAX,
+                                    ngx_chat_metric_now_us() - op->started);
+        }
+
         if (op->kind == NGX_CHAT_OP_SEND && ngx_chat_kafka_enabled()) {
             ngx_chat_send_produce(op, code, value);
             return;
         }
 
+        if (op->kind == NGX_CHAT_OP_READ && code == 1) {
+            ngx_chat_read_produce(op, value);
+        }
+
+        ngx_chat_send_finish(op, NULL, NULL);
+        return;
+
+    case 3:
         ngx_chat_send_finish(op, NULL, NULL);
         return;
 
@@ -1139,6 +1158,30 @@ ngx_chat_send_produce(ngx_chat_send_t *op, ngx_int_t code, redisReply *value)
 }
 
 
+/* a read watermark that moved goes to Kafka: the JSON relayed, unrouted */
+
+static void
+ngx_chat_read_produce(ngx_chat_send_t *op, redisReply *value)
+{
+    u_char  *json, *p;
+    size_t   skip, len;
+
+    skip = sizeof("/user/queue/receipts\n\n") - 1;
+    len = op->head.len - skip + value->len + op->tail.len;
+
+    json = ngx_pnalloc(op->pool, len);
+    if (json == NULL) {
+        return;
+    }
+
+    p = ngx_cpymem(json, op->head.data + skip, op->head.len - skip);
+    p = ngx_cpymem(p, value->str, value->len);
+    ngx_memcpy(p, op->tail.data, op->tail.len);
+
+    ngx_chat_receipts_produce(json, len);
+}
+
+
 static void
 ngx_chat_send_delivered(ngx_int_t rc, void *data)
 {
@@ -1164,6 +1207,10 @@ ngx_chat_send_finish(ngx_chat_send_t *op, const char *code,
     ngx_chat_session_t  *s = op->op.session;
 
     if (code == NULL) {
+        if (op->kind == NGX_CHAT_OP_SEND) {
+            ngx_chat_metric_inc(NGX_CHAT_M_MESSAGES_IN, 1);
+        }
+
         if (op->receipt.len) {
             ngx_chat_session_receipt(s, &op->receipt);
         }

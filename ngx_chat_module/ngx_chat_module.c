@@ -5,6 +5,7 @@
 #include "ngx_chat_pg.h"
 #include "ngx_chat_presence.h"
 #include "ngx_chat_receipts.h"
+#include "ngx_chat_metrics.h"
 
 
 static void *ngx_chat_create_main_conf(ngx_conf_t *cf);
@@ -104,6 +105,13 @@ static ngx_command_t  ngx_chat_commands[] = {
       offsetof(ngx_chat_main_conf_t, node_id),
       &ngx_chat_node_id_bounds },
 
+    { ngx_string("chat_kafka_receipts_topic"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, kafka_receipts_topic),
+      NULL },
+
     { ngx_string("chat_presence_ttl"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -119,6 +127,20 @@ static ngx_command_t  ngx_chat_commands[] = {
       NULL },
 
     { ngx_string("chat_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_chat_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_chat_metrics_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_dev_token"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_chat_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
@@ -361,7 +383,15 @@ ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_str_set(&mcf->kafka_topic, "chat.messages");
     }
 
+    if (mcf->kafka_receipts_topic.len == 0) {
+        ngx_str_set(&mcf->kafka_receipts_topic, "chat.receipts");
+    }
+
     if (ngx_chat_kafka_check_conf(cf, &mcf->kafka) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->enabled && ngx_chat_metrics_zone(cf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -508,6 +538,14 @@ ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (conf->handler == NGX_CHAT_HANDLER_DEVTOKEN
+        && conf->jwt_secret.len == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"chat_dev_token\" needs \"chat_jwt_secret\"");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->handler != NGX_CHAT_HANDLER_NONE
         && conf->identity == NULL && conf->jwt_secret.len == 0)
     {
@@ -536,9 +574,17 @@ ngx_chat_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_chat_module);
 
-    if (cmd->name.len == sizeof("chat_api") - 1) {
+    if (ngx_strcmp(cmd->name.data, "chat_api") == 0) {
         lcf->handler = NGX_CHAT_HANDLER_API;
         clcf->handler = ngx_chat_api_handler;
+
+    } else if (ngx_strcmp(cmd->name.data, "chat_dev_token") == 0) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"chat_dev_token\" hands out a token for any "
+                           "user to loopback clients: for development "
+                           "only");
+        lcf->handler = NGX_CHAT_HANDLER_DEVTOKEN;
+        clcf->handler = ngx_chat_devtoken_handler;
 
     } else {
         lcf->handler = NGX_CHAT_HANDLER_WEBSOCKET;
@@ -570,6 +616,8 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
     ngx_chat_worker.cycle = cycle;
     ngx_chat_worker.mcf = mcf;
     ngx_chat_worker.worker = ngx_worker;
+
+    ngx_chat_metrics_init_process(cycle);
 
     if (ngx_chat_messaging_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
@@ -613,6 +661,7 @@ ngx_chat_exit_process(ngx_cycle_t *cycle)
     ngx_chat_presence_exit_process(cycle);
     ngx_chat_messaging_exit_process(cycle);
     ngx_chat_pg_exit();
+    ngx_chat_metrics_exit_process();
 
     ngx_chat_worker.mcf = NULL;
 }

@@ -6,6 +6,7 @@
 #include <ngx_event.h>
 
 #include "ngx_chat_pg.h"
+#include "ngx_chat_metrics.h"
 
 
 #define NGX_CHAT_PG_BACKOFF_MIN   100
@@ -52,6 +53,7 @@ struct ngx_chat_pg_conn_s {
     ngx_msec_t                   backoff;
     ngx_uint_t                   failures;
     ngx_uint_t                   index;
+    uint64_t                     sent_us;     /* metrics: the query time */
 
     unsigned                     flushing:1;
 };
@@ -441,6 +443,7 @@ ngx_chat_pg_connected(ngx_chat_pg_conn_t *pc)
     pc->state = NGX_CHAT_PG_IDLE;
     pc->backoff = NGX_CHAT_PG_BACKOFF_MIN;
     p->last_failed = 0;
+    ngx_chat_metric_gauge_add(NGX_CHAT_G_PG_CONNS, 1);
 
     ngx_log_error(NGX_LOG_NOTICE, &p->log, 0,
                   "chat pg: connection %ui %sconnected", pc->index,
@@ -540,6 +543,10 @@ ngx_chat_pg_close_conn(ngx_chat_pg_conn_t *pc)
     if (pc->conn) {
         PQfinish(pc->conn);
         pc->conn = NULL;
+    }
+
+    if (pc->state == NGX_CHAT_PG_IDLE || pc->state == NGX_CHAT_PG_BUSY) {
+        ngx_chat_metric_gauge_add(NGX_CHAT_G_PG_CONNS, -1);
     }
 
     pc->state = NGX_CHAT_PG_DOWN;
@@ -850,6 +857,7 @@ ngx_chat_pg_send(ngx_chat_pg_conn_t *pc, ngx_chat_pg_req_t *req)
     pc->req = req;
     req->pc = pc;
     pc->state = NGX_CHAT_PG_BUSY;
+    pc->sent_us = ngx_chat_metric_now_us();
 
     if (ngx_chat_pg_sync_socket(pc) != NGX_OK || pc->c == NULL) {
         return NGX_ERROR;
@@ -929,6 +937,9 @@ ngx_chat_pg_complete(ngx_chat_pg_conn_t *pc)
     pc->state = NGX_CHAT_PG_IDLE;
 
     if (req) {
+        ngx_chat_metric_observe(NGX_CHAT_H_PG, NGX_CHAT_G_PG_RTT,
+                                ngx_chat_metric_now_us() - pc->sent_us);
+
         if (req->timer.timer_set) {
             ngx_del_timer(&req->timer);
         }

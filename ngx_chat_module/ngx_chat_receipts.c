@@ -38,29 +38,11 @@ static ngx_uint_t          ngx_chat_receipts_ready;
  * A user who is no longer a member is ignored.
  *
  * KEYS: chat:dl:<conv>, chat:m:<conv>, chat:r:<conv>. ARGV: user, seq,
- * conversationId. Returns the watermark, 0 (no move) or -1.
+ * conversationId. Returns the receipt's JSON when the watermark moved, 0
+ * (no move) or -1 (not a member).
  */
 static ngx_chat_redis_script_t  ngx_chat_receipts_script = {
-    "local t = redis.call('TIME') "
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
-    "local function iso(ms)"
-    "  local s = math.floor(ms / 1000)"
-    "  local z = math.floor(s / 86400) + 719468"
-    "  local era = math.floor(z / 146097)"
-    "  local doe = z - era * 146097"
-    "  local yoe = math.floor((doe - math.floor(doe / 1460)"
-    "    + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)"
-    "  local doy = doe - (365 * yoe + math.floor(yoe / 4)"
-    "    - math.floor(yoe / 100))"
-    "  local mp = math.floor((5 * doy + 2) / 153)"
-    "  local d = doy - math.floor((153 * mp + 2) / 5) + 1"
-    "  local m = mp < 10 and mp + 3 or mp - 9"
-    "  local y = yoe + era * 400"
-    "  if m <= 2 then y = y + 1 end"
-    "  local r = s % 86400"
-    "  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,"
-    "    math.floor(r / 3600), math.floor(r % 3600 / 60), r % 60, ms % 1000)"
-    " end "
+    NGX_CHAT_LUA_NOW_ISO
     "local cached = redis.call('EXISTS', KEYS[2]) == 1 "
     "if cached and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then"
     "  return -1 end "
@@ -70,17 +52,17 @@ static ngx_chat_redis_script_t  ngx_chat_receipts_script = {
     "local old = redis.call('HGET', KEYS[1], ARGV[1]) "
     "if old and tonumber(old) >= tonumber(want) then return 0 end "
     "redis.call('HSET', KEYS[1], ARGV[1], want) "
+    "local json = '{\"type\":\"delivered\",\"conversationId\":'"
+    "  .. cjson.encode(ARGV[3]) .. ',\"userId\":' .. cjson.encode(ARGV[1])"
+    "  .. ',\"seq\":' .. want .. ',\"at\":\"' .. iso(now) .. '\"}' "
     "if cached then"
-    "  local msg = '/user/queue/receipts\\n\\n{\"type\":\"delivered\","
-    "\"conversationId\":' .. cjson.encode(ARGV[3]) .. ',\"userId\":'"
-    "    .. cjson.encode(ARGV[1]) .. ',\"seq\":' .. want .. ',\"at\":\"'"
-    "    .. iso(now) .. '\"}'"
+    "  local msg = '/user/queue/receipts\\n\\n' .. json"
     "  for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do"
     "    if m ~= '' and m ~= ARGV[1] then"
     "      redis.call('PUBLISH', 'chat:u:' .. m, msg) end"
     "  end "
     "end "
-    "return tonumber(want)",
+    "return json",
     ""
 };
 
@@ -247,14 +229,49 @@ ngx_chat_receipts_flush(ngx_event_t *ev)
 }
 
 
+/* a watermark that moved is also produced to Kafka for the database */
+
 static void
 ngx_chat_receipts_reply(redisReply *reply, void *data)
 {
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "chat: delivered script failed: %*s",
                       (size_t) reply->len, reply->str);
+        return;
     }
+
+    if (reply->type == REDIS_REPLY_STRING) {
+        ngx_chat_receipts_produce((u_char *) reply->str, reply->len);
+    }
+}
+
+
+/*
+ * A receipt ({"type":"delivered"|"read","conversationId",...}) to the
+ * receipts topic, keyed by conversation; the persistence worker records the
+ * watermarks. Fire and forget: a later watermark includes this one.
+ */
+
+void
+ngx_chat_receipts_produce(u_char *json, size_t len)
+{
+    uint64_t   seq;
+    ngx_str_t  conv;
+
+    if (!ngx_chat_kafka_enabled()
+        || ngx_chat_receipts_parse(json, len, &conv, &seq) != NGX_OK)
+    {
+        return;
+    }
+
+    (void) ngx_chat_kafka_produce(
+               (char *) ngx_chat_worker.mcf->kafka_receipts_topic.data,
+               conv.data, conv.len, json, len, NULL, NULL);
 }
 
 

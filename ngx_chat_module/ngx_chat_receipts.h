@@ -26,4 +26,7 @@ void ngx_chat_receipts_delivered(ngx_str_t *user, u_char *conv,
 ngx_int_t ngx_chat_receipts_parse(u_char *json, size_t len, ngx_str_t *conv,
     uint64_t *seq);
 
+/* a receipt JSON to the Kafka receipts topic (if Kafka is on) */
+void ngx_chat_receipts_produce(u_char *json, size_t len);
+
 #endif /* _NGX_CHAT_RECEIPTS_H_INCLUDED_ */

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "ngx_chat_redis.h"
+#include "ngx_chat_metrics.h"
 
 
 #define NGX_CHAT_REDIS_BACKOFF_MIN   100
@@ -33,6 +34,7 @@ struct ngx_chat_redis_req_s {
     ngx_chat_redis_reply_pt      handler;     /* NULL once cancelled */
     void                        *data;
     ngx_msec_t                   start;
+    uint64_t                     start_us;    /* metrics: the RTT */
     ngx_chat_redis_script_t     *script;      /* EVALSHA requests only */
     char                        *cmd;         /* the formatted EVALSHA */
     size_t                       cmd_len;
@@ -906,6 +908,7 @@ ngx_chat_redis_enqueue(char *cmd, int len, ngx_chat_redis_reply_pt handler,
     req->handler = handler;
     req->data = data;
     req->start = ngx_current_msec;
+    req->start_us = ngx_chat_metric_now_us();
 
     ngx_queue_insert_tail(&r->pending, &req->queue);
 
@@ -956,6 +959,8 @@ ngx_chat_redis_cmd_connect(ngx_chat_redis_link_t *link)
 
     (void) ngx_chat_redis_command(NULL, NULL, 1, argv, argvlen);
 
+    ngx_chat_metric_gauge_set(NGX_CHAT_G_REDIS_UP, 1);
+
     if (ngx_chat_redis.on_state) {
         ngx_chat_redis.on_state(1);
     }
@@ -975,6 +980,7 @@ ngx_chat_redis_cmd_close(ngx_chat_redis_link_t *link)
 
     was = link->connected;
     link->connected = 0;
+    ngx_chat_metric_gauge_set(NGX_CHAT_G_REDIS_UP, 0);
 
     if (r->timer.timer_set) {
         ngx_del_timer(&r->timer);
@@ -1041,6 +1047,9 @@ ngx_chat_redis_cmd_reply(ngx_chat_redis_link_t *link, redisReply *reply)
 
     handler = req->handler;
     data = req->data;
+
+    ngx_chat_metric_observe(NGX_CHAT_H_REDIS, NGX_CHAT_G_REDIS_RTT,
+                            ngx_chat_metric_now_us() - req->start_us);
 
     ngx_chat_redis_free_req(req);
 

@@ -4,6 +4,7 @@
 #include "ngx_chat_session.h"
 #include "ngx_chat_presence.h"
 #include "ngx_chat_receipts.h"
+#include "ngx_chat_metrics.h"
 
 
 #define NGX_CHAT_MAX_TRANSACTIONS  8
@@ -297,6 +298,8 @@ ngx_chat_session_parse(ngx_chat_session_t *s)
         if (rc == NGX_CHAT_STOMP_HEARTBEAT) {
             continue;
         }
+
+        ngx_chat_metric_inc(NGX_CHAT_M_FRAMES_IN, 1);
 
         if (ngx_chat_session_frame(s, &f) != NGX_OK) {
             return;
@@ -609,6 +612,8 @@ ngx_chat_session_connect(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
     }
 
     s->connected = 1;
+    ngx_chat_metric_inc(NGX_CHAT_M_SESSIONS, 1);
+    ngx_chat_metric_gauge_add(NGX_CHAT_G_SESSIONS, 1);
 
     if (ngx_chat_presence_online(s) != NGX_OK) {
         ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
@@ -846,6 +851,7 @@ ngx_chat_session_subscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
 
     s->nsubs++;
     s->dest_subs[dest]++;
+    ngx_chat_metric_gauge_add(NGX_CHAT_G_SUBSCRIPTIONS, 1);
 
     if (dest != NGX_CHAT_DEST_PRESENCE) {
         return NGX_OK;
@@ -864,6 +870,7 @@ ngx_chat_session_subscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
     if (ngx_chat_presence_watch(s, &user) != NGX_OK) {
         s->dest_subs[dest]--;
         s->nsubs--;
+        ngx_chat_metric_gauge_add(NGX_CHAT_G_SUBSCRIPTIONS, -1);
         ngx_free(sub->pending);
         ngx_free(sub->id.data);
         ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
@@ -898,6 +905,7 @@ ngx_chat_session_sub_free(ngx_chat_session_t *s, ngx_chat_sub_t *sub)
     }
 
     s->dest_subs[sub->dest]--;
+    ngx_chat_metric_gauge_add(NGX_CHAT_G_SUBSCRIPTIONS, -1);
 
     if (sub->pending) {
         ngx_free(sub->pending);
@@ -1341,6 +1349,7 @@ ngx_chat_session_on_closed(ngx_chat_ws_t *ws)
         ngx_chat_presence_offline(s);
         ngx_chat_messaging_unregister(s);
         s->connected = 0;
+        ngx_chat_metric_gauge_add(NGX_CHAT_G_SESSIONS, -1);
     }
 
     if (s->in) {
@@ -1546,6 +1555,10 @@ ngx_chat_session_deliver_to(ngx_chat_session_t *s, ngx_chat_dest_e dest,
             return;
         }
 
+        if (dest == NGX_CHAT_DEST_MESSAGES) {
+            ngx_chat_metric_inc(NGX_CHAT_M_MESSAGES_OUT, 1);
+        }
+
         /* written (queued) on an auto subscription: delivered */
 
         if (sub->ack == NGX_CHAT_ACK_AUTO && seq) {
@@ -1641,6 +1654,8 @@ ngx_chat_session_reject(ngx_chat_session_t *s, const char *code,
     size_t            len;
     ngx_chat_blob_t  *b;
 
+    ngx_chat_metric_error(code);
+
     if (s->closing || s->dest_subs[NGX_CHAT_DEST_ERRORS] == 0) {
         ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "chat: request rejected (%s: %s), the session does not "
@@ -1733,6 +1748,8 @@ ngx_chat_session_error(ngx_chat_session_t *s, const char *msg,
 
     esc = (s->version != 10);
     dlen = detail ? ngx_strlen(detail) : 0;
+
+    ngx_chat_metric_inc(NGX_CHAT_M_ERR_PROTOCOL, 1);
 
     len = sizeof("ERROR\nmessage:\ncontent-type:text/plain\n"
                  "content-length:\n\n\n") + NGX_SIZE_T_LEN + dlen
@@ -1828,6 +1845,11 @@ ngx_chat_session_write(ngx_chat_session_t *s, u_char *head, size_t len,
     if (ngx_chat_ws_send(s->ws, head, len, body) != NGX_OK) {
         s->closing = 1;
         return NGX_ERROR;
+    }
+
+    if (len != 1 || body != NULL) {
+        /* not a heart-beat */
+        ngx_chat_metric_inc(NGX_CHAT_M_FRAMES_OUT, 1);
     }
 
     return NGX_OK;

@@ -4,6 +4,7 @@
 
 #include "ngx_chat.h"
 #include "ngx_chat_ws.h"
+#include "ngx_chat_metrics.h"
 
 
 /*
@@ -674,6 +675,9 @@ ngx_chat_ws_start(ngx_http_request_t *r, ngx_chat_ws_conn_t *wc,
     c = r->connection;
 
     ngx_http_set_ctx(r, wc, ngx_chat_module);
+
+    ngx_chat_metric_inc(NGX_CHAT_M_CONNECTIONS, 1);
+    ngx_chat_metric_gauge_add(NGX_CHAT_G_CONNECTIONS, 1);
 
     ws = &wc->ws;
     ws->request = r;
@@ -1485,6 +1489,7 @@ ngx_chat_ws_finalize_handler(ngx_event_t *ev)
     }
 
     ws->finalized = 1;
+    ngx_chat_metric_gauge_add(NGX_CHAT_G_CONNECTIONS, -1);
 
     if (ws->close_timer.timer_set) {
         ngx_del_timer(&ws->close_timer);

@@ -16,6 +16,7 @@
 #include "common/wk_conf.h"
 #include "common/wk_kafka.h"
 #include "common/wk_log.h"
+#include "common/wk_metrics.h"
 #include "common/wk_proc.h"
 #include "chat_persist.h"
 
@@ -64,6 +65,7 @@ static long long   pst_retry_max;
 static long long   pst_drain_timeout;
 static char       *pst_pid_file;
 static char       *pst_log_level;
+static char       *pst_metrics_listen;
 
 
 static wk_conf_t  pst_conf[] = {
@@ -109,6 +111,7 @@ static wk_conf_t  pst_conf[] = {
       &pst_pid_file, 0, 0, 0 },
     { "log-level", WK_CONF_STR, "info",
       "error, warn, info or debug", &pst_log_level, 0, 0, 0 },
+    WK_METRICS_CONF(pst_metrics_listen),
     { NULL, 0, NULL, NULL, NULL, 0, 0, 0 }
 };
 
@@ -140,6 +143,21 @@ static struct {
     uint64_t  batches;
     uint64_t  failures;
 } pst_stats, pst_stats_last;
+
+
+/* the same, for Prometheus (wk_metrics.c) */
+static struct {
+    wk_metric_t  *consumed;
+    wk_metric_t  *inserted;
+    wk_metric_t  *skipped;
+    wk_metric_t  *batches;
+    wk_metric_t  *errors;
+    wk_metric_t  *retries;
+    wk_metric_t  *abandoned;
+    wk_metric_t  *lag;
+    wk_metric_t  *batch_ms;
+    wk_metric_t  *partitions;
+} pst_m;
 
 
 /* the string builder of the INSERT statement */
@@ -214,6 +232,7 @@ pst_batch_add(const rd_kafka_message_t *m)
     row->offset = m->offset;
 
     pst_stats.consumed++;
+    wk_metric_add(pst_m.consumed, 1);
 
     bad = pst_row_parse(row, m);
     if (bad == NULL) {
@@ -231,6 +250,7 @@ pst_batch_add(const rd_kafka_message_t *m)
 
     pst_row_free(row);
     pst_stats.skipped++;
+    wk_metric_add(pst_m.skipped, 1);
 }
 
 
@@ -488,6 +508,7 @@ pst_write_one_by_one(pst_row_t **rows, size_t n, uint64_t *inserted)
                      (long long) rows[i]->offset, rows[i]->conversation_id,
                      rows[i]->seq);
             pst_stats.skipped++;
+            wk_metric_add(pst_m.skipped, 1);
 
             rc = pst_exec("ROLLBACK TO SAVEPOINT row", 0, NULL, NULL,
                           "ROLLBACK TO SAVEPOINT");
@@ -637,6 +658,7 @@ pst_batch_flush(int64_t deadline)
             }
 
             pst_stats.failures++;
+            wk_metric_add(pst_m.errors, 1);
 
             if (rc == PST_ERR_CONN) {
                 pst_pg_close();
@@ -644,6 +666,7 @@ pst_batch_flush(int64_t deadline)
 
         } else {
             pst_stats.failures++;
+            wk_metric_add(pst_m.errors, 1);
         }
 
         now = wk_now_ms();
@@ -657,12 +680,14 @@ pst_batch_flush(int64_t deadline)
         {
             wk_error("giving up on a batch of %zu message(s): their offsets "
                      "are not committed", pst_batch.n);
+            wk_metric_add(pst_m.abandoned, 1);
             return -1;
         }
 
         wk_warn("batch of %zu message(s) not written, retrying in %ld ms "
                 "(no offset is committed meanwhile)", pst_batch.n, backoff);
 
+        wk_metric_add(pst_m.retries, 1);
         wk_nap_ms(backoff);
 
         backoff *= 2;
@@ -673,6 +698,9 @@ pst_batch_flush(int64_t deadline)
 
     pst_stats.inserted += inserted;
     pst_stats.batches++;
+    wk_metric_add(pst_m.inserted, (int64_t) inserted);
+    wk_metric_add(pst_m.batches, 1);
+    wk_metric_set(pst_m.batch_ms, wk_now_ms() - t0);
 
     if (wk_now_ms() - t0 > 1000) {
         wk_info("batch of %zu message(s) written after retries", pst_batch.n);
@@ -998,8 +1026,9 @@ pst_collect(void)
 }
 
 
-static void
-pst_log_stats(int64_t elapsed)
+/* messages behind the partitions' ends (cached watermarks: no I/O) */
+static int64_t
+pst_lag(int *nparts)
 {
     int                                i;
     int64_t                            lo, hi, lag;
@@ -1023,6 +1052,37 @@ pst_log_stats(int64_t elapsed)
         }
     }
 
+    *nparts = parts ? parts->cnt : 0;
+
+    if (parts != NULL) {
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+
+    return lag + (int64_t) pst_batch.n;
+}
+
+
+static void
+pst_update_metrics(void)
+{
+    int      nparts;
+    int64_t  lag;
+
+    lag = pst_lag(&nparts);
+
+    wk_metric_set(pst_m.lag, lag);
+    wk_metric_set(pst_m.partitions, nparts);
+}
+
+
+static void
+pst_log_stats(int64_t elapsed)
+{
+    int      nparts;
+    int64_t  lag;
+
+    lag = pst_lag(&nparts);
+
     wk_info("stats: %" PRIu64 " consumed (%.1f/s), %" PRIu64 " inserted "
             "(%.1f/s), %" PRIu64 " skipped, %" PRIu64 " batches, %" PRIu64
             " failures; lag %" PRId64 " on %d partition(s)",
@@ -1035,13 +1095,48 @@ pst_log_stats(int64_t elapsed)
             pst_stats.skipped - pst_stats_last.skipped,
             pst_stats.batches - pst_stats_last.batches,
             pst_stats.failures - pst_stats_last.failures,
-            lag + (int64_t) pst_batch.n, parts ? parts->cnt : 0);
+            lag, nparts);
 
     pst_stats_last = pst_stats;
+}
 
-    if (parts != NULL) {
-        rd_kafka_topic_partition_list_destroy(parts);
-    }
+
+static int
+pst_metrics_init(void)
+{
+    pst_m.consumed = wk_metric(WK_METRIC_COUNTER,
+        "chat_persist_consumed_total", "",
+        "Records consumed from the messages topic.");
+    pst_m.inserted = wk_metric(WK_METRIC_COUNTER,
+        "chat_persist_rows_written_total", "",
+        "Message rows inserted into PostgreSQL (duplicates aside).");
+    pst_m.skipped = wk_metric(WK_METRIC_COUNTER,
+        "chat_persist_skipped_total", "",
+        "Records skipped: unparsable, or rejected by PostgreSQL.");
+    pst_m.batches = wk_metric(WK_METRIC_COUNTER,
+        "chat_persist_batches_total", "",
+        "Batches written and committed.");
+    pst_m.errors = wk_metric(WK_METRIC_COUNTER,
+        "chat_persist_errors_total", "",
+        "Failed attempts to write a batch (connection or statement).");
+    pst_m.retries = wk_metric(WK_METRIC_COUNTER,
+        "chat_persist_retries_total", "",
+        "Batch writes retried after a backoff.");
+    pst_m.abandoned = wk_metric(WK_METRIC_COUNTER,
+        "chat_persist_batches_abandoned_total", "",
+        "Batches given up at shutdown (their offsets stay uncommitted).");
+    pst_m.lag = wk_metric(WK_METRIC_GAUGE,
+        "chat_persist_lag_messages", "",
+        "Messages not yet written: behind the partitions' ends, plus "
+        "the batch.");
+    pst_m.batch_ms = wk_metric(WK_METRIC_GAUGE,
+        "chat_persist_last_batch_ms", "",
+        "Time the last batch took to write, retries included.");
+    pst_m.partitions = wk_metric(WK_METRIC_GAUGE,
+        "chat_persist_partitions", "",
+        "Partitions assigned to this member.");
+
+    return wk_metrics_start(pst_spec.prog, pst_metrics_listen);
 }
 
 
@@ -1067,6 +1162,10 @@ main(int argc, char **argv)
     pst_batch.rows = calloc(pst_batch.cap, sizeof(pst_row_t));
     if (pst_batch.rows == NULL) {
         wk_error("out of memory");
+        return 1;
+    }
+
+    if (pst_metrics_init() != 0) {
         return 1;
     }
 
@@ -1102,6 +1201,8 @@ main(int argc, char **argv)
 
         now = wk_now_ms();
 
+        pst_update_metrics();
+
         if (pst_stats_interval && now >= next_stats) {
             pst_log_stats(now - last_stats);
             last_stats = now;
@@ -1128,6 +1229,7 @@ main(int argc, char **argv)
 
 done:
 
+    wk_metrics_stop();
     pst_pg_close();
     pst_batch_clear();
     free(pst_batch.rows);
