@@ -99,8 +99,9 @@ $(BIN)/chat-token: workers/chat_token.c ngx_chat_module/ngx_chat_jwt.c \
 	    ngx_chat_module/ngx_chat_jwt.c $$(pkg-config --cflags --libs $(PKGS))
 
 include workers/Makefile.inc
+include workers/push.mk
 
-workers: $(BIN)/chat-token workers-daemons
+workers: $(BIN)/chat-token workers-daemons workers-push
 
 clean:
 	rm -rf $(BUILD)

@@ -16,6 +16,8 @@
 #define NGX_CHAT_API_USER              5   /* /users/{id} */
 #define NGX_CHAT_API_ME                6   /* /users/me */
 #define NGX_CHAT_API_MESSAGES          7   /* /conversations/{id}/messages */
+#define NGX_CHAT_API_DEVICES           8   /* /devices */
+#define NGX_CHAT_API_DEVICE            9   /* /devices/{token} */
 
 #define NGX_CHAT_API_CONV_ID_MAX       36
 #define NGX_CHAT_API_MEMBERS_MAX       1000
@@ -24,6 +26,7 @@
 #define NGX_CHAT_API_LIMIT_DEFAULT     50
 #define NGX_CHAT_API_LIMIT_MAX         200
 #define NGX_CHAT_API_SEQ_MAX_LEN       18
+#define NGX_CHAT_API_TOKEN_MAX         512
 
 
 /*
@@ -62,6 +65,9 @@ typedef struct {
 static ngx_int_t ngx_chat_api_route(ngx_http_request_t *r,
     ngx_chat_api_ctx_t *ctx);
 static ngx_int_t ngx_chat_api_id_valid(ngx_str_t *s);
+static ngx_int_t ngx_chat_api_token_valid(u_char *p, size_t len);
+static ngx_int_t ngx_chat_api_device(ngx_http_request_t *r,
+    ngx_chat_api_ctx_t *ctx, json_t *body);
 static ngx_uint_t ngx_chat_api_allowed(ngx_http_request_t *r,
     ngx_uint_t route, ngx_str_t *allow);
 static void ngx_chat_api_cleanup(void *data);
@@ -135,6 +141,10 @@ static const char  ngx_chat_api_sql_put_user[] =
     "SELECT * FROM chat_api_put_user($1, $2, $3, $4, $5, $6)";
 static const char  ngx_chat_api_sql_history[] =
     "SELECT * FROM chat_api_history($1, $2, $3, $4, $5, $6)";
+static const char  ngx_chat_api_sql_device_add[] =
+    "SELECT * FROM chat_api_register_device($1, $2, $3, $4)";
+static const char  ngx_chat_api_sql_device_del[] =
+    "SELECT * FROM chat_api_delete_device($1, $2, $3)";
 
 
 /*
@@ -350,6 +360,25 @@ ngx_chat_api_route(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx)
         return NGX_OK;
     }
 
+    if (seg[0].len == sizeof("devices") - 1
+        && ngx_strncmp(seg[0].data, "devices", seg[0].len) == 0)
+    {
+        if (n == 1) {
+            ctx->route = NGX_CHAT_API_DEVICES;
+            return NGX_OK;
+        }
+
+        if (n != 2
+            || ngx_chat_api_token_valid(seg[1].data, seg[1].len) != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+
+        ctx->route = NGX_CHAT_API_DEVICE;
+        ctx->arg = seg[1];
+        return NGX_OK;
+    }
+
     if (seg[0].len != sizeof("conversations") - 1
         || ngx_strncmp(seg[0].data, "conversations", seg[0].len) != 0)
     {
@@ -416,6 +445,29 @@ ngx_chat_api_id_valid(ngx_str_t *s)
 }
 
 
+/* push tokens (FCM's are letters, digits, ":", "-", "_") */
+static ngx_int_t
+ngx_chat_api_token_valid(u_char *p, size_t len)
+{
+    u_char  *last;
+
+    if (len == 0 || len > NGX_CHAT_API_TOKEN_MAX) {
+        return NGX_DECLINED;
+    }
+
+    for (last = p + len; p < last; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9')
+              || *p == ':' || *p == '-' || *p == '_' || *p == '.'))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 /* 1 if the method suits the route; *allow lists the methods that do */
 static ngx_uint_t
 ngx_chat_api_allowed(ngx_http_request_t *r, ngx_uint_t route,
@@ -436,8 +488,14 @@ ngx_chat_api_allowed(ngx_http_request_t *r, ngx_uint_t route,
         break;
 
     case NGX_CHAT_API_MEMBER:
+    case NGX_CHAT_API_DEVICE:
         ngx_str_set(allow, "DELETE");
         mask = NGX_HTTP_DELETE;
+        break;
+
+    case NGX_CHAT_API_DEVICES:
+        ngx_str_set(allow, "POST");
+        mask = NGX_HTTP_POST;
         break;
 
     case NGX_CHAT_API_ME:
@@ -655,6 +713,14 @@ ngx_chat_api_request(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx,
         return ngx_chat_api_query(r, ctx, ngx_chat_api_sql_remove, 4,
                                   values);
 
+    case NGX_CHAT_API_DEVICES:
+        return ngx_chat_api_device(r, ctx, body);
+
+    case NGX_CHAT_API_DEVICE:
+        ctx->mutation = 1;
+        return ngx_chat_api_query(r, ctx, ngx_chat_api_sql_device_del, 3,
+                                  values);
+
     case NGX_CHAT_API_ME:
         if (r->method == NGX_HTTP_PUT) {
             return ngx_chat_api_put_user(r, ctx, body);
@@ -813,6 +879,55 @@ ngx_chat_api_add(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx,
     ctx->mutation = 1;
 
     return ngx_chat_api_query(r, ctx, ngx_chat_api_sql_add, 4, values);
+}
+
+
+/* POST /devices {"platform": "android"|"ios"|"web", "token"} */
+static ngx_int_t
+ngx_chat_api_device(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx,
+    json_t *body)
+{
+    json_t      *platform, *token;
+    const char  *p, *values[4];
+
+    platform = json_object_get(body, "platform");
+
+    p = json_is_string(platform) ? json_string_value(platform) : "";
+
+    if (ngx_strcmp(p, "android") != 0 && ngx_strcmp(p, "ios") != 0
+        && ngx_strcmp(p, "web") != 0)
+    {
+        return ngx_chat_api_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                  "platform must be \"android\", \"ios\" "
+                                  "or \"web\"");
+    }
+
+    token = json_object_get(body, "token");
+
+    if (!json_is_string(token)
+        || ngx_chat_api_token_valid((u_char *) json_string_value(token),
+                                    json_string_length(token))
+           != NGX_OK)
+    {
+        return ngx_chat_api_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                  "token must be a push token (at most "
+                                  "512 letters, digits, \":\", \"-\", "
+                                  "\"_\" or \".\")");
+    }
+
+    values[0] = ngx_chat_api_cstr(r->pool, &ctx->id.user);
+    values[1] = ngx_chat_api_cstr(r->pool, &ctx->id.name);
+    values[2] = p;
+    values[3] = json_string_value(token);
+
+    if (values[0] == NULL || values[1] == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->mutation = 1;
+
+    return ngx_chat_api_query(r, ctx, ngx_chat_api_sql_device_add, 4,
+                              values);
 }
 
 
