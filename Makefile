@@ -27,7 +27,8 @@ CHATCTL       = CHAT_MODULE=$(abspath $(MODULE)) \
                 CHAT_BIN=$(abspath $(BIN)) scripts/chatctl
 
 .PHONY: all module workers deps check-deps test unit clean distclean run \
-        start stop restart status token migrate psql logs browser-deps
+        start stop restart status token migrate psql logs browser-deps \
+        bench bench-tool bench-deps
 
 all: module workers
 
@@ -100,6 +101,7 @@ $(BIN)/chat-token: workers/chat_token.c ngx_chat_module/ngx_chat_jwt.c \
 
 include workers/Makefile.inc
 include workers/push.mk
+include bench/bench.mk
 
 workers: $(BIN)/chat-token workers-daemons workers-push
 

@@ -100,6 +100,7 @@ typedef struct {
 
 static void ngx_chat_redis_connect(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_connected(ngx_chat_redis_link_t *link);
+static void ngx_chat_redis_nodelay(ngx_connection_t *c);
 static ngx_int_t ngx_chat_redis_test_connect(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_close(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_schedule(ngx_chat_redis_link_t *link);
@@ -322,6 +323,8 @@ ngx_chat_redis_connect(ngx_chat_redis_link_t *link)
     c = link->peer.connection;
     link->connection = c;
 
+    ngx_chat_redis_nodelay(c);
+
     c->data = link;
     c->read->handler = ngx_chat_redis_read_handler;
     c->write->handler = ngx_chat_redis_write_handler;
@@ -343,6 +346,30 @@ ngx_chat_redis_connect(ngx_chat_redis_link_t *link)
     }
 
     ngx_chat_redis_connected(link);
+}
+
+
+/* commands and replies are small and latency-bound: no Nagle delay */
+
+static void
+ngx_chat_redis_nodelay(ngx_connection_t *c)
+{
+    int  on = 1;
+
+    if (c->sockaddr && c->sockaddr->sa_family == AF_UNIX) {
+        return;
+    }
+
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, (const void *) &on,
+                   sizeof(int))
+        == -1)
+    {
+        ngx_log_error(NGX_LOG_WARN, c->log, ngx_socket_errno,
+                      "chat redis: setsockopt(TCP_NODELAY) failed");
+        return;
+    }
+
+    c->tcp_nodelay = NGX_TCP_NODELAY_SET;
 }
 
 

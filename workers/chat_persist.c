@@ -1,6 +1,7 @@
 /* chat_persist.c: the persistence worker: a consumer-group member that
- * writes chat.messages to PostgreSQL in batches and commits the offsets
- * of a batch to Kafka only after its transaction has committed. */
+ * writes chat.messages and the watermarks of chat.receipts to PostgreSQL
+ * in batches and commits the offsets of a batch to Kafka only after its
+ * transaction has committed. */
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 
 
 #define PST_COLS          8
+#define PST_RCOLS         5
 #define PST_LOCK_KEY      "7350289346879488"   /* advisory lock: maintenance */
 
 
@@ -41,6 +43,10 @@ typedef struct {
 } pst_batch_t;
 
 
+typedef pst_err_e (*pst_writer_pt)(pst_row_t **rows, size_t n,
+    uint64_t *count);
+
+
 typedef struct {
     char        *data;
     size_t       len;
@@ -52,6 +58,7 @@ typedef struct {
 static char       *pst_brokers;
 static char       *pst_bootstrap_file;
 static char       *pst_topic;
+static char       *pst_receipts_topic;
 static char       *pst_group_id;
 static char       *pst_database;
 static long long   pst_batch_size;
@@ -76,6 +83,9 @@ static wk_conf_t  pst_conf[] = {
       &pst_bootstrap_file, 0, 0, 0 },
     { "topic", WK_CONF_STR, "chat.messages",
       "topic of the messages", &pst_topic, 0, 0, 0 },
+    { "receipts-topic", WK_CONF_STR, "chat.receipts",
+      "topic of the delivered and read receipts (empty: not consumed)",
+      &pst_receipts_topic, 0, 0, 0 },
     { "group-id", WK_CONF_STR, "chat-persist",
       "consumer group", &pst_group_id, 0, 0, 0 },
     { "database", WK_CONF_STR, "",
@@ -121,10 +131,13 @@ static wk_conf_spec_t  pst_spec = {
     "Consumes the messages topic in a consumer group and writes them to\n"
     "PostgreSQL: each batch in one transaction, idempotent on\n"
     "(conversation_id, seq); the batch's offsets are committed to Kafka\n"
-    "only after the COMMIT. Creates monthly partitions ahead and drops\n"
-    "those older than the retention. SIGTERM writes the current batch and\n"
-    "exits; a second SIGTERM exits at once (nothing is lost: the offsets\n"
-    "of unwritten messages are not committed).",
+    "only after the COMMIT. In the same transaction, the receipts topic\n"
+    "moves the members' delivered and read watermarks forward (and the\n"
+    "status of the messages of direct conversations). Creates monthly\n"
+    "partitions ahead and drops those older than the retention. SIGTERM\n"
+    "writes the current batch and exits; a second SIGTERM exits at once\n"
+    "(nothing is lost: the offsets of unwritten records are not\n"
+    "committed).",
     pst_conf,
     "kafka.", "any librdkafka property, e.g. kafka.security.protocol = ssl",
     wk_kafka_extra, NULL
@@ -140,6 +153,7 @@ static struct {
     uint64_t  consumed;
     uint64_t  inserted;
     uint64_t  skipped;
+    uint64_t  receipts;
     uint64_t  batches;
     uint64_t  failures;
 } pst_stats, pst_stats_last;
@@ -150,6 +164,7 @@ static struct {
     wk_metric_t  *consumed;
     wk_metric_t  *inserted;
     wk_metric_t  *skipped;
+    wk_metric_t  *receipts;
     wk_metric_t  *batches;
     wk_metric_t  *errors;
     wk_metric_t  *retries;
@@ -234,7 +249,15 @@ pst_batch_add(const rd_kafka_message_t *m)
     pst_stats.consumed++;
     wk_metric_add(pst_m.consumed, 1);
 
-    bad = pst_row_parse(row, m);
+    if (*pst_receipts_topic
+        && strcmp(rd_kafka_topic_name(m->rkt), pst_receipts_topic) == 0)
+    {
+        bad = pst_receipt_parse(row, m);
+
+    } else {
+        bad = pst_row_parse(row, m);
+    }
+
     if (bad == NULL) {
         return;
     }
@@ -254,6 +277,13 @@ pst_batch_add(const rd_kafka_message_t *m)
 }
 
 
+static const char *
+pst_row_topic(const pst_row_t *row)
+{
+    return row->receipt ? pst_receipts_topic : pst_topic;
+}
+
+
 /* drops the rows of revoked partitions (their next owner reads them) */
 static void
 pst_batch_drop(const rd_kafka_topic_partition_list_t *parts)
@@ -266,7 +296,8 @@ pst_batch_drop(const rd_kafka_topic_partition_list_t *parts)
 
         for (k = 0; k < parts->cnt; k++) {
             if (parts->elems[k].partition == pst_batch.rows[i].partition
-                && strcmp(parts->elems[k].topic, pst_topic) == 0)
+                && strcmp(parts->elems[k].topic,
+                          pst_row_topic(&pst_batch.rows[i])) == 0)
             {
                 revoked = 1;
                 break;
@@ -404,7 +435,9 @@ pst_pg_connect(void)
 /*
  * One statement inserts the rows (skipping every (conversation_id, seq)
  * already stored, whatever its created_at) and moves last_seq and
- * last_message_at of their conversations forward.
+ * last_message_at of their conversations forward. A message of a direct
+ * conversation that the other member's watermarks already cover (its
+ * receipt was written before it) is stored as delivered or read.
  */
 static pst_err_e
 pst_write_rows(pst_row_t **rows, size_t n, uint64_t *inserted)
@@ -446,8 +479,19 @@ pst_write_rows(pst_row_t **rows, size_t n, uint64_t *inserted)
 
     pst_buf_add(&sql, "), "
         "ins AS (INSERT INTO messages (id, conversation_id, seq, sender_id,"
-        " content, client_msg_id, metadata, created_at)"
-        " SELECT DISTINCT ON (v.conversation_id, v.seq) v.* FROM v"
+        " content, client_msg_id, metadata, created_at, status,"
+        " delivered_at, read_at)"
+        " SELECT DISTINCT ON (v.conversation_id, v.seq) v.*,"
+        " CASE WHEN v.seq <= w.r THEN 'read'"
+        " WHEN v.seq <= w.d THEN 'delivered' ELSE 'sent' END,"
+        " CASE WHEN v.seq <= w.d THEN greatest(v.created_at, w.dat) END,"
+        " CASE WHEN v.seq <= w.r THEN greatest(v.created_at, w.rat) END"
+        " FROM v LEFT JOIN LATERAL (SELECT cm.last_delivered_seq AS d,"
+        " cm.last_read_seq AS r, cm.last_delivered_at AS dat,"
+        " cm.last_read_at AS rat FROM conversations c"
+        " JOIN conversation_members cm ON cm.conversation_id = c.id"
+        " WHERE c.id = v.conversation_id AND c.type = 'direct'"
+        " AND cm.user_id <> v.sender_id LIMIT 1) w ON true"
         " WHERE NOT EXISTS (SELECT 1 FROM messages m"
         " WHERE m.conversation_id = v.conversation_id AND m.seq = v.seq)"
         " ORDER BY v.conversation_id, v.seq"
@@ -483,9 +527,130 @@ pst_write_rows(pst_row_t **rows, size_t n, uint64_t *inserted)
 }
 
 
+/*
+ * One statement for the receipts of a batch: for each (conversation, user),
+ * the greatest delivered and read watermarks move the member's forward
+ * (read implies delivered; an older watermark changes nothing). In direct
+ * conversations, the other member's messages between the old and the new
+ * watermarks become delivered or read, each with the time of the first
+ * receipt of the batch that covers it, never moving back. Receipts of
+ * unknown conversations or members are ignored.
+ */
+static pst_err_e
+pst_write_receipts(pst_row_t **rows, size_t n, uint64_t *applied)
+{
+    size_t        i, k;
+    pst_buf_t     sql;
+    PGresult     *res;
+    pst_err_e     rc;
+    const char  **params;
+
+    params = malloc(n * PST_RCOLS * sizeof(char *));
+    if (params == NULL) {
+        wk_error("out of memory");
+        return PST_ERR_OTHER;
+    }
+
+    memset(&sql, 0, sizeof(sql));
+
+    pst_buf_add(&sql, "WITH v (cid, uid, rd, seq, at) AS (VALUES ");
+
+    for (i = 0; i < n; i++) {
+        k = i * PST_RCOLS;
+
+        pst_buf_add(&sql, "%s($%zu::text, $%zu::text, $%zu::boolean,"
+                    " $%zu::bigint, $%zu::timestamptz)", i ? ", " : "",
+                    k + 1, k + 2, k + 3, k + 4, k + 5);
+
+        params[k] = rows[i]->conversation_id;
+        params[k + 1] = rows[i]->user_id;
+        params[k + 2] = rows[i]->read ? "t" : "f";
+        params[k + 3] = rows[i]->seq;
+        params[k + 4] = rows[i]->at;
+    }
+
+    pst_buf_add(&sql, "), "
+        "a AS (SELECT cid, uid, max(seq) AS d,"
+        " coalesce(max(seq) FILTER (WHERE rd), 0) AS r,"
+        " (array_agg(at ORDER BY seq DESC, at))[1] AS dat,"
+        " (array_agg(at ORDER BY seq DESC, at) FILTER (WHERE rd))[1] AS rat"
+        " FROM v GROUP BY cid, uid), "
+        /* locked before upd changes them: FOR UPDATE skips rows the
+           statement itself has changed */
+        "o AS (SELECT cm.conversation_id AS cid, cm.user_id AS uid,"
+        " cm.last_delivered_seq AS od, cm.last_read_seq AS orr,"
+        " c.type = 'direct' AS direct"
+        " FROM conversation_members cm"
+        " JOIN a ON a.cid = cm.conversation_id AND a.uid = cm.user_id"
+        " JOIN conversations c ON c.id = cm.conversation_id"
+        " ORDER BY cm.conversation_id, cm.user_id FOR UPDATE OF cm), "
+        "upd AS (UPDATE conversation_members cm"
+        " SET last_delivered_seq = greatest(cm.last_delivered_seq, a.d),"
+        " last_read_seq = greatest(cm.last_read_seq, a.r),"
+        " last_delivered_at = CASE WHEN a.d > cm.last_delivered_seq"
+        " THEN a.dat ELSE cm.last_delivered_at END,"
+        " last_read_at = CASE WHEN a.r > cm.last_read_seq"
+        " THEN a.rat ELSE cm.last_read_at END"
+        " FROM a JOIN o ON o.cid = a.cid AND o.uid = a.uid"
+        " WHERE cm.conversation_id = a.cid AND cm.user_id = a.uid"
+        " AND (a.d > cm.last_delivered_seq OR a.r > cm.last_read_seq)"
+        " RETURNING 1), "
+        "msg AS (UPDATE messages m"
+        " SET status = CASE WHEN m.status = 'read' OR m.seq <= a.r"
+        " THEN 'read' ELSE 'delivered' END,"
+        " delivered_at = least(m.delivered_at, (SELECT min(v.at) FROM v"
+        " WHERE v.cid = a.cid AND v.uid = a.uid AND v.seq >= m.seq)),"
+        " read_at = CASE WHEN m.seq <= a.r THEN least(m.read_at,"
+        " (SELECT min(v.at) FROM v WHERE v.cid = a.cid AND v.uid = a.uid"
+        " AND v.rd AND v.seq >= m.seq)) ELSE m.read_at END"
+        " FROM a JOIN o ON o.cid = a.cid AND o.uid = a.uid"
+        " WHERE o.direct AND m.conversation_id = a.cid"
+        " AND m.sender_id <> a.uid"
+        " AND m.seq > least(o.od, o.orr) AND m.seq <= a.d"
+        " AND (m.seq > o.od OR m.seq <= a.r)"
+        " AND m.status <> 'read' RETURNING 1) "
+        "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM msg),"
+        " (SELECT string_agg(a.cid || ' ' || a.uid, ', ') FROM a"
+        " WHERE NOT EXISTS (SELECT 1 FROM o"
+        " WHERE o.cid = a.cid AND o.uid = a.uid))");
+
+    if (sql.failed) {
+        wk_error("out of memory");
+        free(sql.data);
+        free(params);
+        return PST_ERR_OTHER;
+    }
+
+    res = NULL;
+    rc = pst_exec(sql.data, (int) (n * PST_RCOLS), params, &res,
+                  "UPDATE of the watermarks");
+
+    if (rc == PST_OK) {
+        *applied += n;
+
+        wk_debug("receipts: %zu record(s), %s watermark(s) moved, "
+                 "%s message status(es) changed", n, PQgetvalue(res, 0, 0),
+                 PQgetvalue(res, 0, 1));
+
+        if (!PQgetisnull(res, 0, 2)) {
+            wk_debug("receipts ignored: unknown conversation or member: %s",
+                     PQgetvalue(res, 0, 2));
+        }
+
+        PQclear(res);
+    }
+
+    free(sql.data);
+    free(params);
+
+    return rc;
+}
+
+
 /* after a data error: every row in its own savepoint, rejected rows skipped */
 static pst_err_e
-pst_write_one_by_one(pst_row_t **rows, size_t n, uint64_t *inserted)
+pst_write_one_by_one(pst_writer_pt write, pst_row_t **rows, size_t n,
+    uint64_t *count)
 {
     size_t     i;
     pst_err_e  rc;
@@ -499,14 +664,15 @@ pst_write_one_by_one(pst_row_t **rows, size_t n, uint64_t *inserted)
             return rc;
         }
 
-        rc = pst_write_rows(&rows[i], 1, inserted);
+        rc = write(&rows[i], 1, count);
 
         if (rc == PST_ERR_DATA) {
             wk_error("skipping the record at %s [%d] offset %lld: "
-                     "PostgreSQL rejects it (conversation %s seq %s)",
-                     pst_topic, (int) rows[i]->partition,
+                     "PostgreSQL rejects it (conversation %s seq %s%s%s)",
+                     pst_row_topic(rows[i]), (int) rows[i]->partition,
                      (long long) rows[i]->offset, rows[i]->conversation_id,
-                     rows[i]->seq);
+                     rows[i]->seq, rows[i]->receipt ? " user " : "",
+                     rows[i]->receipt ? rows[i]->user_id : "");
             pst_stats.skipped++;
             wk_metric_add(pst_m.skipped, 1);
 
@@ -534,49 +700,92 @@ pst_write_one_by_one(pst_row_t **rows, size_t n, uint64_t *inserted)
 }
 
 
-/* one attempt: BEGIN, the rows, COMMIT */
+/*
+ * BEGIN, the messages, the receipts, COMMIT. After a data error in the
+ * statement of one kind, the transaction starts again with the records
+ * of that kind written one by one.
+ */
 static pst_err_e
-pst_batch_write(uint64_t *inserted)
+pst_batch_write(uint64_t *inserted, uint64_t *receipts)
 {
-    size_t       i, n;
+    int          attempt, single_m, single_r;
+    size_t       i, nm, nr;
     pst_err_e    rc;
-    pst_row_t  **rows;
+    pst_row_t  **msgs, **rcps;
 
-    rows = malloc((pst_batch.n + 1) * sizeof(pst_row_t *));
-    if (rows == NULL) {
+    msgs = malloc(2 * (pst_batch.n + 1) * sizeof(pst_row_t *));
+    if (msgs == NULL) {
         wk_error("out of memory");
         return PST_ERR_OTHER;
     }
 
-    for (i = 0, n = 0; i < pst_batch.n; i++) {
-        if (pst_batch.rows[i].root != NULL) {
-            rows[n++] = &pst_batch.rows[i];
+    rcps = msgs + pst_batch.n + 1;
+
+    for (i = 0, nm = 0, nr = 0; i < pst_batch.n; i++) {
+        if (pst_batch.rows[i].root == NULL) {
+            continue;
+        }
+
+        if (pst_batch.rows[i].receipt) {
+            rcps[nr++] = &pst_batch.rows[i];
+
+        } else {
+            msgs[nm++] = &pst_batch.rows[i];
         }
     }
 
     *inserted = 0;
+    *receipts = 0;
 
-    if (n == 0) {
-        free(rows);
+    if (nm == 0 && nr == 0) {
+        free(msgs);
         return PST_OK;
     }
 
-    rc = pst_exec("BEGIN", 0, NULL, NULL, "BEGIN");
+    single_m = 0;
+    single_r = 0;
 
-    if (rc == PST_OK) {
-        rc = pst_write_rows(rows, n, inserted);
+    for (attempt = 0; /* void */; attempt++) {
+        *inserted = 0;
+        *receipts = 0;
 
-        if (rc == PST_ERR_DATA) {
-            rc = pst_exec("ROLLBACK", 0, NULL, NULL, "ROLLBACK");
+        rc = pst_exec("BEGIN", 0, NULL, NULL, "BEGIN");
 
-            if (rc == PST_OK) {
-                rc = pst_exec("BEGIN", 0, NULL, NULL, "BEGIN");
+        if (rc == PST_OK && nm) {
+            rc = single_m
+                 ? pst_write_one_by_one(pst_write_rows, msgs, nm, inserted)
+                 : pst_write_rows(msgs, nm, inserted);
+
+            if (rc == PST_ERR_DATA && !single_m) {
+                single_m = 1;
+                goto again;
             }
+        }
 
-            if (rc == PST_OK) {
-                *inserted = 0;
-                rc = pst_write_one_by_one(rows, n, inserted);
+        if (rc == PST_OK && nr) {
+            rc = single_r
+                 ? pst_write_one_by_one(pst_write_receipts, rcps, nr,
+                                        receipts)
+                 : pst_write_receipts(rcps, nr, receipts);
+
+            if (rc == PST_ERR_DATA && !single_r) {
+                single_r = 1;
+                goto again;
             }
+        }
+
+        break;
+
+    again:
+
+        rc = pst_exec("ROLLBACK", 0, NULL, NULL, "ROLLBACK");
+        if (rc != PST_OK) {
+            break;
+        }
+
+        if (attempt == 2) {
+            rc = PST_ERR_OTHER;     /* not reached: each kind fails once */
+            break;
         }
     }
 
@@ -587,7 +796,7 @@ pst_batch_write(uint64_t *inserted)
         (void) pst_exec("ROLLBACK", 0, NULL, NULL, "ROLLBACK");
     }
 
-    free(rows);
+    free(msgs);
 
     return rc;
 }
@@ -598,6 +807,7 @@ static void
 pst_commit_offsets(void)
 {
     size_t                              i;
+    const char                         *topic;
     rd_kafka_resp_err_t                 err;
     rd_kafka_topic_partition_t         *tp;
     rd_kafka_topic_partition_list_t    *offsets;
@@ -610,10 +820,12 @@ pst_commit_offsets(void)
     }
 
     for (i = 0; i < pst_batch.n; i++) {
-        tp = rd_kafka_topic_partition_list_find(offsets, pst_topic,
+        topic = pst_row_topic(&pst_batch.rows[i]);
+
+        tp = rd_kafka_topic_partition_list_find(offsets, topic,
                                                 pst_batch.rows[i].partition);
         if (tp == NULL) {
-            tp = rd_kafka_topic_partition_list_add(offsets, pst_topic,
+            tp = rd_kafka_topic_partition_list_add(offsets, topic,
                                                  pst_batch.rows[i].partition);
         }
 
@@ -643,7 +855,7 @@ pst_batch_flush(int64_t deadline)
 {
     long       backoff;
     int64_t    now, t0;
-    uint64_t   inserted;
+    uint64_t   inserted, receipts;
     pst_err_e  rc;
 
     backoff = 100;
@@ -651,7 +863,7 @@ pst_batch_flush(int64_t deadline)
 
     for ( ;; ) {
         if (pst_pg_connect() == 0) {
-            rc = pst_batch_write(&inserted);
+            rc = pst_batch_write(&inserted, &receipts);
 
             if (rc == PST_OK) {
                 break;
@@ -697,8 +909,10 @@ pst_batch_flush(int64_t deadline)
     }
 
     pst_stats.inserted += inserted;
+    pst_stats.receipts += receipts;
     pst_stats.batches++;
     wk_metric_add(pst_m.inserted, (int64_t) inserted);
+    wk_metric_add(pst_m.receipts, (int64_t) receipts);
     wk_metric_add(pst_m.batches, 1);
     wk_metric_set(pst_m.batch_ms, wk_now_ms() - t0);
 
@@ -706,8 +920,8 @@ pst_batch_flush(int64_t deadline)
         wk_info("batch of %zu message(s) written after retries", pst_batch.n);
     }
 
-    wk_debug("batch: %zu record(s), %" PRIu64 " new row(s)", pst_batch.n,
-             inserted);
+    wk_debug("batch: %zu record(s), %" PRIu64 " new row(s), %" PRIu64
+             " receipt(s)", pst_batch.n, inserted, receipts);
 
     pst_commit_offsets();
     pst_batch_clear();
@@ -950,7 +1164,7 @@ pst_kafka_new(void)
 
     rd_kafka_poll_set_consumer(rk);
 
-    topics = rd_kafka_topic_partition_list_new(1);
+    topics = rd_kafka_topic_partition_list_new(2);
     if (topics == NULL) {
         wk_error("out of memory");
         rd_kafka_destroy(rk);
@@ -959,6 +1173,12 @@ pst_kafka_new(void)
 
     rd_kafka_topic_partition_list_add(topics, pst_topic,
                                       RD_KAFKA_PARTITION_UA);
+
+    if (*pst_receipts_topic) {
+        rd_kafka_topic_partition_list_add(topics, pst_receipts_topic,
+                                          RD_KAFKA_PARTITION_UA);
+    }
+
     err = rd_kafka_subscribe(rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
 
@@ -969,8 +1189,9 @@ pst_kafka_new(void)
         return NULL;
     }
 
-    wk_info("member of group \"%s\" on topic \"%s\"", pst_group_id,
-            pst_topic);
+    wk_info("member of group \"%s\" on topic \"%s\"%s%s%s", pst_group_id,
+            pst_topic, *pst_receipts_topic ? " and \"" : "",
+            pst_receipts_topic, *pst_receipts_topic ? "\"" : "");
 
     return rk;
 }
@@ -1084,7 +1305,8 @@ pst_log_stats(int64_t elapsed)
     lag = pst_lag(&nparts);
 
     wk_info("stats: %" PRIu64 " consumed (%.1f/s), %" PRIu64 " inserted "
-            "(%.1f/s), %" PRIu64 " skipped, %" PRIu64 " batches, %" PRIu64
+            "(%.1f/s), %" PRIu64 " receipts, %" PRIu64 " skipped, %" PRIu64
+            " batches, %" PRIu64
             " failures; lag %" PRId64 " on %d partition(s)",
             pst_stats.consumed - pst_stats_last.consumed,
             (pst_stats.consumed - pst_stats_last.consumed) * 1000.0
@@ -1092,6 +1314,7 @@ pst_log_stats(int64_t elapsed)
             pst_stats.inserted - pst_stats_last.inserted,
             (pst_stats.inserted - pst_stats_last.inserted) * 1000.0
                 / (elapsed ? elapsed : 1),
+            pst_stats.receipts - pst_stats_last.receipts,
             pst_stats.skipped - pst_stats_last.skipped,
             pst_stats.batches - pst_stats_last.batches,
             pst_stats.failures - pst_stats_last.failures,
@@ -1106,13 +1329,16 @@ pst_metrics_init(void)
 {
     pst_m.consumed = wk_metric(WK_METRIC_COUNTER,
         "chat_persist_consumed_total", "",
-        "Records consumed from the messages topic.");
+        "Records consumed from the messages and receipts topics.");
     pst_m.inserted = wk_metric(WK_METRIC_COUNTER,
         "chat_persist_rows_written_total", "",
         "Message rows inserted into PostgreSQL (duplicates aside).");
     pst_m.skipped = wk_metric(WK_METRIC_COUNTER,
         "chat_persist_skipped_total", "",
         "Records skipped: unparsable, or rejected by PostgreSQL.");
+    pst_m.receipts = wk_metric(WK_METRIC_COUNTER,
+        "chat_persist_receipts_total", "",
+        "Receipts (delivered and read watermarks) written to PostgreSQL.");
     pst_m.batches = wk_metric(WK_METRIC_COUNTER,
         "chat_persist_batches_total", "",
         "Batches written and committed.");

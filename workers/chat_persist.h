@@ -1,4 +1,5 @@
-/* chat_persist.h: a record of chat.messages as chat-persist stores it. */
+/* chat_persist.h: a record of chat.messages or chat.receipts as
+ * chat-persist stores it. */
 
 #ifndef CHAT_PERSIST_H
 #define CHAT_PERSIST_H
@@ -10,14 +11,21 @@
 #include <librdkafka/rdkafka.h>
 
 
-/* one consumed record; root == NULL: a record skipped as malformed */
+/*
+ * One consumed record; root == NULL: a record skipped as malformed.
+ * A receipt (receipt == 1) uses seq, conversation_id, user_id, at, read.
+ */
 typedef struct {
     int32_t      partition;
     int64_t      offset;
+    unsigned     receipt:1;
+    unsigned     read:1;
     json_t      *root;
     char         id[24];
     char         seq[24];
     const char  *conversation_id;
+    const char  *user_id;
+    const char  *at;
     const char  *sender_id;
     const char  *content;
     const char  *client_msg_id;
@@ -31,6 +39,12 @@ typedef struct {
  * record cannot be stored, or NULL when it can. Free with pst_row_free().
  */
 const char *pst_row_parse(pst_row_t *row, const rd_kafka_message_t *m);
+
+/*
+ * The same for a receipt of the receipts topic:
+ * {"type":"delivered"|"read","conversationId","userId","seq","at"}.
+ */
+const char *pst_receipt_parse(pst_row_t *row, const rd_kafka_message_t *m);
 
 void pst_row_free(pst_row_t *row);
 

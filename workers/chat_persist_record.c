@@ -1,5 +1,6 @@
 /* chat_persist_record.c: validates a chat.messages record (PROTOCOL.md
- * section 5) and turns it into the values of a messages row. */
+ * section 5) and turns it into the values of a messages row; validates a
+ * chat.receipts record. */
 
 #include <ctype.h>
 #include <errno.h>
@@ -176,6 +177,64 @@ pst_row_parse(pst_row_t *row, const rd_kafka_message_t *m)
 
     if (row->metadata == NULL) {
         return "out of memory";
+    }
+
+    return NULL;
+}
+
+
+const char *
+pst_receipt_parse(pst_row_t *row, const rd_kafka_message_t *m)
+{
+    json_t       *root, *v;
+    const char   *s;
+    json_int_t    n;
+    json_error_t  jerr;
+
+    row->receipt = 1;
+
+    root = json_loadb(m->payload, m->len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        return "not valid JSON (or a string with a NUL)";
+    }
+
+    row->root = root;
+
+    if (!json_is_object(root)) {
+        return "not a JSON object";
+    }
+
+    s = pst_get_string(root, "type", 1);
+
+    if (s != NULL && strcmp(s, "read") == 0) {
+        row->read = 1;
+
+    } else if (s == NULL || strcmp(s, "delivered") != 0) {
+        return "\"type\" is not \"delivered\" or \"read\"";
+    }
+
+    /* a watermark of 0 is valid and changes nothing */
+    v = json_object_get(root, "seq");
+
+    if (!json_is_integer(v) || (n = json_integer_value(v)) < 0) {
+        return "\"seq\" is not a non-negative integer";
+    }
+
+    snprintf(row->seq, sizeof(row->seq), "%" JSON_INTEGER_FORMAT, n);
+
+    row->conversation_id = pst_get_string(root, "conversationId", 1);
+    if (row->conversation_id == NULL || *row->conversation_id == '\0') {
+        return "no \"conversationId\" string";
+    }
+
+    row->user_id = pst_get_string(root, "userId", 1);
+    if (row->user_id == NULL || *row->user_id == '\0') {
+        return "no \"userId\" string";
+    }
+
+    row->at = pst_get_string(root, "at", 1);
+    if (row->at == NULL || !pst_rfc3339_ok(row->at)) {
+        return "\"at\" is not an RFC 3339 time";
     }
 
     return NULL;

@@ -1,0 +1,136 @@
+# 095-bench-smoke.t: the load generator (bench/chat_bench) still builds
+# and runs: a few seconds of each ngx_chat scenario, its JSON checked for
+# structure and sanity. No figure is asserted: benchmarks never gate CI.
+
+use lib 't/lib';
+use Test::Chat;
+
+my $tool = $ENV{CHAT_BENCH_BIN}
+           || "$Test::Chat::ROOT/build/bin/chat_bench";
+
+# make test builds everything but perhaps not the bench tool: build it
+# here, next to the test's servroot, from the same sources
+if (!-x $tool) {
+    my $dir = servroot();
+    system('mkdir', '-p', $dir);
+    $tool = "$dir/chat_bench";
+    my $root = $Test::Chat::ROOT;
+    system("cc -O2 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE"
+           . " -o '$tool' $root/bench/chat_bench.c $root/bench/cb_hist.c"
+           . " $root/bench/cb_setup.c \$(pkg-config --cflags --libs openssl)"
+           . " >'$dir/chat_bench.build.log' 2>&1") == 0
+        or $tool = undef;
+}
+
+$ENV{TEST_NGINX_BENCH_TOOL} = $tool // '';
+
+plan_from_blocks();
+run_tests();
+
+
+# runs the tool with the block's arguments; returns the decoded JSON
+sub bench_run {
+    my ($name, @args) = @_;
+    my $dir = servroot();
+    my $json = "$dir/$name.json";
+
+    unlink $json;
+    die "chat_bench was not built (see $dir/chat_bench.build.log)\n"
+        unless $ENV{TEST_NGINX_BENCH_TOOL};
+
+    my $rc = system("timeout 60 '$ENV{TEST_NGINX_BENCH_TOOL}'"
+                    . " --port " . server_port()
+                    . " --secret '" . jwt_secret() . "'"
+                    . " --max-time 40 --json '$json' "
+                    . join(' ', map { "'$_'" } @args)
+                    . " >'$dir/$name.out' 2>&1");
+
+    open(my $fh, '<', $json) or return (undef, $rc);
+    local $/;
+    return (json_decode(<$fh>), $rc);
+}
+
+
+sub check_common {
+    my ($j, $scenario, $clients) = @_;
+
+    ok($j, "$scenario: the JSON file parses");
+    return unless $j;
+    is($j->{scenario}, $scenario, "$scenario: scenario named");
+    is($j->{system}, 'ngx_chat', "$scenario: system named");
+    is($j->{sessions}{ready}, $clients, "$scenario: every session ready");
+    is($j->{sessions}{failed}, 0, "$scenario: no session failed");
+    for my $h (qw(message receipt setup)) {
+        my $l = $j->{latency_ms}{$h};
+        ok($l && defined $l->{p50} && defined $l->{p99}
+           && defined $l->{p999} && defined $l->{max}
+           && $l->{p50} <= $l->{p99} && $l->{p99} <= $l->{max},
+           "$scenario: $h latency has ordered quantiles");
+    }
+}
+
+__DATA__
+
+=== TEST 1: direct: pairs send, MESSAGE and RECEIPT latencies are recorded
+--- need_module
+--- config
+    location /chat/api/ {
+        chat_api;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+    }
+    location /ws/chat {
+        chat_websocket;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+    }
+--- perl
+my ($j, $rc) = main::bench_run('direct', '--scenario', 'direct',
+    '--clients', 20, '--rate', 100, '--duration', 2, '--warmup', 0.5,
+    '--sources', 2);
+is($rc, 0, 'the tool exits 0');
+main::check_common($j, 'direct', 20);
+ok($j->{throughput}{sent} > 0, 'messages were sent in the window');
+ok($j->{latency_ms}{message}{count} > 0, 'MESSAGE latencies recorded');
+ok($j->{latency_ms}{receipt}{count} > 0, 'RECEIPT latencies recorded');
+ok($j->{throughput}{deliveries_per_s} > 0, 'deliveries counted');
+--- tests: 13
+--- no_error_log
+[alert]
+
+
+
+=== TEST 2: fan-out, storm and density run and report their figures
+--- need_module
+--- config
+    location /chat/api/ {
+        chat_api;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+    }
+    location /ws/chat {
+        chat_websocket;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+    }
+--- perl
+my ($j, $rc) = main::bench_run('fanout', '--scenario', 'fanout',
+    '--clients', 30, '--group', 10, '--rate', 50, '--duration', 1.5,
+    '--warmup', 0.5);
+is($rc, 0, 'fanout: the tool exits 0');
+main::check_common($j, 'fanout', 30);
+ok($j->{throughput}{deliveries_per_s} > 0, 'fanout: deliveries counted');
+
+($j, $rc) = main::bench_run('storm', '--scenario', 'storm',
+    '--clients', 50, '--heartbeat', 0);
+is($rc, 0, 'storm: the tool exits 0');
+main::check_common($j, 'storm', 50);
+ok($j->{sessions}{per_s} > 0, 'storm: sessions per second');
+
+($j, $rc) = main::bench_run('density', '--scenario', 'density',
+    '--clients', 50, '--hold', 0.5,
+    '--rss-master', Test::Chat::nginx_pid(1));
+is($rc, 0, 'density: the tool exits 0');
+main::check_common($j, 'density', 50);
+ok(exists $j->{memory}{bytes_per_session}
+   && exists $j->{memory}{rss_kb} && exists $j->{memory}{sock_pages},
+   'density: memory figures present');
+--- tests: 30
+--- no_error_log
+[alert]
