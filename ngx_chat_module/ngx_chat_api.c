@@ -1,65 +1,23 @@
 /* ngx_chat_api.c: the conversation REST API (PROTOCOL.md section 7), one
- * PostgreSQL function call per request over the async pool, merged with the
- * Redis buffer of recent messages where messages are read. */
+ * PostgreSQL function call per request over the async pool (merged with
+ * what Redis knows in ngx_chat_history.c), and GET /presence. */
 
 #include <jansson.h>
 
 #include "ngx_chat.h"
 #include "ngx_chat_pg.h"
 #include "ngx_chat_redis.h"
+#include "ngx_chat_metrics.h"
+#include "ngx_chat_presence.h"
+#include "ngx_chat_history.h"
 
-
-#define NGX_CHAT_API_CONVERSATIONS     1   /* /conversations */
-#define NGX_CHAT_API_CONVERSATION      2   /* /conversations/{id} */
-#define NGX_CHAT_API_MEMBERS           3   /* /conversations/{id}/members */
-#define NGX_CHAT_API_MEMBER            4   /* .../members/{userId} */
-#define NGX_CHAT_API_USER              5   /* /users/{id} */
-#define NGX_CHAT_API_ME                6   /* /users/me */
-#define NGX_CHAT_API_MESSAGES          7   /* /conversations/{id}/messages */
-#define NGX_CHAT_API_DEVICES           8   /* /devices */
-#define NGX_CHAT_API_DEVICE            9   /* /devices/{token} */
 
 #define NGX_CHAT_API_CONV_ID_MAX       36
 #define NGX_CHAT_API_MEMBERS_MAX       1000
 #define NGX_CHAT_API_AVATAR_MAX        2048
 #define NGX_CHAT_API_MAX_PARAMS        6
-#define NGX_CHAT_API_LIMIT_DEFAULT     50
-#define NGX_CHAT_API_LIMIT_MAX         200
-#define NGX_CHAT_API_SEQ_MAX_LEN       18
 #define NGX_CHAT_API_TOKEN_MAX         512
-
-
-/*
- * Lives on the heap, not in the request pool: a query that changes a
- * membership must publish its events even when the client has gone.
- */
-typedef struct {
-    ngx_http_request_t        *r;          /* NULL once the request is gone */
-    ngx_chat_pg_req_t         *pg;         /* the pending query */
-    ngx_chat_identity_t        id;
-    ngx_uint_t                 route;
-    ngx_str_t                  arg;        /* conversation or user id */
-    ngx_str_t                  member;     /* userId of .../members/{id} */
-    ngx_int_t                  rc;         /* of a synchronous answer */
-    ngx_chat_redis_req_t      *redis;      /* the pending Redis command */
-    json_t                    *pg_json;    /* the parsed 200 body */
-    json_t                    *recent;     /* messages from Redis */
-    int64_t                    before;     /* history: 0 if not given */
-    int64_t                    after;
-    ngx_uint_t                 limit;
-    unsigned                   mutation:1;
-    unsigned                   starting:1;
-    unsigned                   answered:1;
-    unsigned                   pg_back:1;
-    unsigned                   enrich:1;   /* merge with Redis */
-} ngx_chat_api_ctx_t;
-
-
-/* a member's watermarks, the lowest two of a kind for "every other" */
-typedef struct {
-    int64_t                    min[2];
-    ngx_str_t                  who;        /* whose is min[0] */
-} ngx_chat_api_mark_t;
+#define NGX_CHAT_API_PRESENCE_MAX      100
 
 
 static ngx_int_t ngx_chat_api_route(ngx_http_request_t *r,
@@ -82,47 +40,15 @@ static ngx_int_t ngx_chat_api_add(ngx_http_request_t *r,
     ngx_chat_api_ctx_t *ctx, json_t *body);
 static ngx_int_t ngx_chat_api_put_user(ngx_http_request_t *r,
     ngx_chat_api_ctx_t *ctx, json_t *body);
-static ngx_int_t ngx_chat_api_query(ngx_http_request_t *r,
-    ngx_chat_api_ctx_t *ctx, const char *sql, int nparams,
-    const char **values);
-static void ngx_chat_api_pg_handler(PGresult *res, void *data);
-static ngx_int_t ngx_chat_api_history(ngx_http_request_t *r,
+static ngx_int_t ngx_chat_api_presence_ask(ngx_http_request_t *r,
     ngx_chat_api_ctx_t *ctx, const char **values);
-static ngx_int_t ngx_chat_api_seq_arg(ngx_http_request_t *r, char *name,
-    size_t len, int64_t *value);
-static void ngx_chat_api_recent_handler(redisReply *reply, void *data);
-static ngx_int_t ngx_chat_api_pg_body(ngx_http_request_t *r,
-    ngx_chat_api_ctx_t *ctx, PGresult *res);
-static ngx_int_t ngx_chat_api_history_answer(ngx_http_request_t *r,
-    ngx_chat_api_ctx_t *ctx);
-static int64_t ngx_chat_api_msg_seq(json_t *m);
-static ngx_int_t ngx_chat_api_seq_cmp(const void *a, const void *b);
-static void ngx_chat_api_marks(json_t *members, ngx_chat_api_mark_t *marks);
-static int64_t ngx_chat_api_mark(ngx_chat_api_mark_t *mark,
-    const char *sender);
-static ngx_int_t ngx_chat_api_latest(ngx_http_request_t *r,
-    ngx_chat_api_ctx_t *ctx);
-static void ngx_chat_api_latest_handler(redisReply *reply, void *data);
-static void ngx_chat_api_latest_merge(json_t *conv, redisReply *counter,
-    redisReply *newest);
-static const char *ngx_chat_api_activity(json_t *conv);
-static int ngx_libc_cdecl ngx_chat_api_activity_cmp(const void *a,
-    const void *b);
-static ngx_int_t ngx_chat_api_latest_send(ngx_http_request_t *r,
-    ngx_chat_api_ctx_t *ctx);
-static ngx_int_t ngx_chat_api_send_json(ngx_http_request_t *r,
-    json_t *json);
-static void ngx_chat_api_finish(ngx_chat_api_ctx_t *ctx, ngx_int_t rc);
-static ngx_int_t ngx_chat_api_result(ngx_http_request_t *r, PGresult *res);
+static void ngx_chat_api_presence_handler(redisReply *reply, void *data);
+static void ngx_chat_api_pg_handler(PGresult *res, void *data);
 static void ngx_chat_api_notify(PGresult *res);
 static size_t ngx_chat_api_utf8_chars(const char *s);
 static const char *ngx_chat_api_cstr(ngx_pool_t *pool, ngx_str_t *s);
 static ngx_int_t ngx_chat_api_header(ngx_http_request_t *r, char *name,
     ngx_str_t *value);
-static ngx_int_t ngx_chat_api_error(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, const char *message);
-static ngx_int_t ngx_chat_api_send(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *body, size_t len);
 
 
 static const char  ngx_chat_api_sql_create[] =
@@ -139,35 +65,25 @@ static const char  ngx_chat_api_sql_get_user[] =
     "SELECT * FROM chat_api_get_user($1, $2, $3)";
 static const char  ngx_chat_api_sql_put_user[] =
     "SELECT * FROM chat_api_put_user($1, $2, $3, $4, $5, $6)";
-static const char  ngx_chat_api_sql_history[] =
-    "SELECT * FROM chat_api_history($1, $2, $3, $4, $5, $6)";
 static const char  ngx_chat_api_sql_device_add[] =
     "SELECT * FROM chat_api_register_device($1, $2, $3, $4)";
 static const char  ngx_chat_api_sql_device_del[] =
     "SELECT * FROM chat_api_delete_device($1, $2, $3)";
 
-
-/*
- * The newest state of conversations that PostgreSQL may not have yet: for
- * each conversation the seq counter and the newest buffered message.
- * KEYS: "chat:s:<id>", "chat:h:<id>" for each conversation.
- * Returns counter, newest message, ... ("" where there is none).
- */
-static ngx_chat_redis_script_t  ngx_chat_api_latest_script = {
-    "local r = {} "
-    "for i = 1, #KEYS, 2 do"
-    "  r[#r + 1] = redis.call('GET', KEYS[i]) or ''"
-    "  r[#r + 1] = redis.call('LINDEX', KEYS[i + 1], 0) or '' "
-    "end "
-    "return r",
-    ""
-};
+/* of the users asked ($2: "a,b,c"), the caller and those it shares a
+ * conversation with, in order, as a chat_api_* row */
+static const char  ngx_chat_api_sql_presence[] =
+    "SELECT 200, coalesce(json_agg(u.u ORDER BY u.i), '[]')::text"
+    " FROM unnest(string_to_array($2, ',')) WITH ORDINALITY AS u(u, i)"
+    " WHERE u.u = $1 OR EXISTS (SELECT 1 FROM conversation_members a"
+    "  JOIN conversation_members b USING (conversation_id)"
+    "  WHERE a.user_id = $1 AND b.user_id = u.u)";
 
 
 ngx_int_t
 ngx_chat_api_init_process(ngx_cycle_t *cycle)
 {
-    return ngx_chat_redis_script(&ngx_chat_api_latest_script);
+    return ngx_chat_history_init_process(cycle);
 }
 
 
@@ -360,6 +276,17 @@ ngx_chat_api_route(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx)
         return NGX_OK;
     }
 
+    if (seg[0].len == sizeof("presence") - 1
+        && ngx_strncmp(seg[0].data, "presence", seg[0].len) == 0)
+    {
+        if (n != 1) {
+            return NGX_DECLINED;
+        }
+
+        ctx->route = NGX_CHAT_API_PRESENCE;
+        return NGX_OK;
+    }
+
     if (seg[0].len == sizeof("devices") - 1
         && ngx_strncmp(seg[0].data, "devices", seg[0].len) == 0)
     {
@@ -543,6 +470,10 @@ ngx_chat_api_cleanup(void *data)
         json_decref(ctx->recent);
     }
 
+    if (ctx->marks != NULL) {
+        json_decref(ctx->marks);
+    }
+
     ngx_free(ctx);
 }
 
@@ -703,7 +634,7 @@ ngx_chat_api_request(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx,
         return ngx_chat_api_query(r, ctx, ngx_chat_api_sql_get, 3, values);
 
     case NGX_CHAT_API_MESSAGES:
-        return ngx_chat_api_history(r, ctx, values);
+        return ngx_chat_history_messages(r, ctx, values);
 
     case NGX_CHAT_API_MEMBERS:
         return ngx_chat_api_add(r, ctx, body);
@@ -715,6 +646,9 @@ ngx_chat_api_request(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx,
 
     case NGX_CHAT_API_DEVICES:
         return ngx_chat_api_device(r, ctx, body);
+
+    case NGX_CHAT_API_PRESENCE:
+        return ngx_chat_api_presence_ask(r, ctx, values);
 
     case NGX_CHAT_API_DEVICE:
         ctx->mutation = 1;
@@ -977,10 +911,181 @@ ngx_chat_api_put_user(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx,
 
 
 /*
+ * GET /presence?users=a,b,c: 1 to 100 userIds. As for the STOMP topic,
+ * only the caller and the users it shares a conversation with are
+ * answered: the others are left out of the list (one query for all).
+ */
+static ngx_int_t
+ngx_chat_api_presence_ask(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx,
+    const char **values)
+{
+    u_char      *p, *last, *start, *dst;
+    ngx_str_t    arg;
+    ngx_uint_t   n;
+
+    if (ngx_http_arg(r, (u_char *) "users", sizeof("users") - 1, &arg)
+        != NGX_OK || arg.len == 0)
+    {
+        return ngx_chat_api_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                  "users is required");
+    }
+
+    dst = ngx_pnalloc(r->pool, arg.len + 1);
+    if (dst == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = arg.data;
+    last = dst;
+    ngx_unescape_uri(&last, &p, arg.len, 0);
+    *last = '\0';
+
+    ctx->users = ngx_palloc(r->pool,
+                            NGX_CHAT_API_PRESENCE_MAX * sizeof(ngx_str_t));
+    if (ctx->users == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = 0;
+
+    for (p = dst; p <= last; p++) {
+        start = p;
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        if (n == NGX_CHAT_API_PRESENCE_MAX
+            || !ngx_chat_user_id_valid(start, p - start))
+        {
+            return ngx_chat_api_error(r, NGX_HTTP_BAD_REQUEST,
+                                      "bad_request",
+                                      "users must be 1 to 100 userIds "
+                                      "separated by commas");
+        }
+
+        ctx->users[n].data = start;
+        ctx->users[n].len = p - start;
+        n++;
+    }
+
+    ctx->nusers = n;
+    ctx->enrich = 1;
+
+    values[1] = (const char *) dst;
+
+    return ngx_chat_api_query(r, ctx, ngx_chat_api_sql_presence, 2, values);
+}
+
+
+/* PostgreSQL named the users that may be answered: ask Redis */
+ngx_int_t
+ngx_chat_api_presence(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx)
+{
+    size_t   i, n;
+    json_t  *u;
+
+    n = 0;
+
+    json_array_foreach(ctx->pg_json, i, u) {
+        if (n < ctx->nusers && json_is_string(u)) {
+            ctx->users[n].data = (u_char *) json_string_value(u);
+            ctx->users[n].len = json_string_length(u);
+            n++;
+        }
+    }
+
+    ctx->nusers = n;
+
+    if (n == 0) {
+        return ngx_chat_api_send(r, NGX_HTTP_OK,
+                                 (u_char *) "{\"presence\":[]}",
+                                 sizeof("{\"presence\":[]}") - 1);
+    }
+
+    ctx->redis = ngx_chat_presence_query(ctx->users, n,
+                                         ngx_chat_api_presence_handler, ctx);
+
+    if (ctx->redis == NULL) {
+        return ngx_chat_api_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "unavailable",
+                                  "presence is unavailable");
+    }
+
+    return NGX_DONE;
+}
+
+
+/* one JSON object per user: {"presence":[...]} */
+static void
+ngx_chat_api_presence_handler(redisReply *reply, void *data)
+{
+    ngx_chat_api_ctx_t  *ctx = data;
+
+    u_char              *body, *p;
+    size_t               i, len;
+    ngx_int_t            rc;
+    redisReply          *e;
+    ngx_http_request_t  *r;
+
+    ctx->redis = NULL;
+    r = ctx->r;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != ctx->nusers)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "chat api: Redis failed, no presence");
+
+        ngx_chat_history_finish(ctx,
+            ngx_chat_api_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                               "unavailable", "presence is unavailable"));
+        return;
+    }
+
+    len = sizeof("{\"presence\":[]}") - 1;
+
+    for (i = 0; i < reply->elements; i++) {
+        e = reply->element[i];
+
+        if (e->type != REDIS_REPLY_STRING) {
+            ngx_chat_history_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        len += e->len + 1;
+    }
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        ngx_chat_history_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    p = ngx_cpymem(body, "{\"presence\":[", sizeof("{\"presence\":[") - 1);
+
+    for (i = 0; i < reply->elements; i++) {
+        if (i > 0) {
+            *p++ = ',';
+        }
+
+        e = reply->element[i];
+        p = ngx_cpymem(p, e->str, e->len);
+    }
+
+    p = ngx_cpymem(p, "]}", 2);
+
+    rc = ngx_chat_api_send(r, NGX_HTTP_OK, body, p - body);
+
+    ngx_chat_history_finish(ctx, rc);
+}
+
+
+/*
  * Sends the query. NGX_DONE: the answer comes from the PostgreSQL handler;
  * anything else is the request's final status.
  */
-static ngx_int_t
+ngx_int_t
 ngx_chat_api_query(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx,
     const char *sql, int nparams, const char **values)
 {
@@ -1044,7 +1149,7 @@ ngx_chat_api_pg_handler(PGresult *res, void *data)
     c = r->connection;
 
     if (ctx->enrich) {
-        rc = ngx_chat_api_pg_body(r, ctx, res);
+        rc = ngx_chat_history_pg_body(r, ctx, res);
 
         if (rc == NGX_DONE) {
             /* waiting for Redis */
@@ -1062,771 +1167,6 @@ ngx_chat_api_pg_handler(PGresult *res, void *data)
         ctx->rc = rc;
         return;
     }
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
-}
-
-
-/*
- * GET /conversations/{id}/messages?before=S|after=S&limit=N
- *
- * PostgreSQL (the persisted messages, membership, watermarks) and Redis
- * (chat:h:<id>: the newest messages, written when they are accepted) are
- * asked at once; the answer is their union by seq.
- *
- * If Redis cannot be asked (down, or the command fails), the answer comes
- * from PostgreSQL alone, logged at warn: a receipted message that the
- * persistence worker has not written yet is then missing from it. A 503
- * would not be better: the client could not read any history while Redis
- * is down, although most of it is in PostgreSQL, and a client that saw a
- * gap asks again later anyway. Without PostgreSQL there is no membership
- * to check: 503.
- */
-static ngx_int_t
-ngx_chat_api_history(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx,
-    const char **values)
-{
-    u_char      *p, *key;
-    ngx_int_t    rc, n;
-    ngx_str_t    arg;
-    const char  *argv[4];
-    size_t       argvlen[4];
-
-    rc = ngx_chat_api_seq_arg(r, "before", sizeof("before") - 1,
-                              &ctx->before);
-
-    if (rc == NGX_OK) {
-        rc = ngx_chat_api_seq_arg(r, "after", sizeof("after") - 1,
-                                  &ctx->after);
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_chat_api_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
-                                  "before and after must be positive "
-                                  "integers");
-    }
-
-    if (ctx->before && ctx->after) {
-        return ngx_chat_api_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
-                                  "before and after cannot be combined");
-    }
-
-    ctx->limit = NGX_CHAT_API_LIMIT_DEFAULT;
-
-    if (ngx_http_arg(r, (u_char *) "limit", sizeof("limit") - 1, &arg)
-        == NGX_OK)
-    {
-        n = (arg.len > 0 && arg.len <= 3) ? ngx_atoi(arg.data, arg.len)
-                                           : NGX_ERROR;
-
-        if (n < 1 || n > NGX_CHAT_API_LIMIT_MAX) {
-            return ngx_chat_api_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
-                                      "limit must be an integer from 1 "
-                                      "to 200");
-        }
-
-        ctx->limit = (ngx_uint_t) n;
-    }
-
-    p = ngx_pnalloc(r->pool, 3 * (NGX_INT64_LEN + 1)
-                             + sizeof("chat:h:") - 1 + ctx->arg.len);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    values[3] = NULL;
-    values[4] = NULL;
-
-    if (ctx->before) {
-        values[3] = (char *) p;
-        p = ngx_sprintf(p, "%L%Z", ctx->before);
-    }
-
-    if (ctx->after) {
-        values[4] = (char *) p;
-        p = ngx_sprintf(p, "%L%Z", ctx->after);
-    }
-
-    values[5] = (char *) p;
-    p = ngx_sprintf(p, "%ui%Z", ctx->limit);
-
-    key = p;
-    p = ngx_sprintf(p, "chat:h:%V", &ctx->arg);
-
-    argv[0] = "LRANGE";
-    argvlen[0] = sizeof("LRANGE") - 1;
-    argv[1] = (char *) key;
-    argvlen[1] = p - key;
-    argv[2] = "0";
-    argvlen[2] = 1;
-    argv[3] = "-1";
-    argvlen[3] = 2;
-
-    ctx->enrich = 1;
-
-    ctx->redis = ngx_chat_redis_command(ngx_chat_api_recent_handler, ctx,
-                                        4, argv, argvlen);
-
-    if (ctx->redis == NULL) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "chat api: Redis is unavailable, the history of "
-                      "\"%V\" comes from PostgreSQL alone", &ctx->arg);
-    }
-
-    return ngx_chat_api_query(r, ctx, ngx_chat_api_sql_history, 6, values);
-}
-
-
-/* NGX_OK: absent (0) or a positive integer; NGX_ERROR: anything else */
-static ngx_int_t
-ngx_chat_api_seq_arg(ngx_http_request_t *r, char *name, size_t len,
-    int64_t *value)
-{
-    off_t      n;
-    ngx_str_t  arg;
-
-    *value = 0;
-
-    if (ngx_http_arg(r, (u_char *) name, len, &arg) != NGX_OK) {
-        return NGX_OK;
-    }
-
-    if (arg.len == 0 || arg.len > NGX_CHAT_API_SEQ_MAX_LEN) {
-        return NGX_ERROR;
-    }
-
-    n = ngx_atoof(arg.data, arg.len);
-
-    if (n < 1) {
-        return NGX_ERROR;
-    }
-
-    *value = (int64_t) n;
-
-    return NGX_OK;
-}
-
-
-/* LRANGE chat:h:<id>: the buffered messages, newest first */
-static void
-ngx_chat_api_recent_handler(redisReply *reply, void *data)
-{
-    ngx_chat_api_ctx_t  *ctx = data;
-
-    size_t               i;
-    json_t              *m;
-    redisReply          *e;
-    json_error_t         jerr;
-    ngx_http_request_t  *r;
-
-    ctx->redis = NULL;
-    r = ctx->r;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "chat api: Redis failed, the history of \"%V\" "
-                      "comes from PostgreSQL alone", &ctx->arg);
-
-    } else {
-        ctx->recent = json_array();
-
-        for (i = 0; ctx->recent != NULL && i < reply->elements; i++) {
-            e = reply->element[i];
-
-            if (e->type != REDIS_REPLY_STRING) {
-                continue;
-            }
-
-            m = json_loadb(e->str, e->len, 0, &jerr);
-
-            if (m == NULL || ngx_chat_api_msg_seq(m) < 1) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                              "chat api: a bad message in \"chat:h:%V\"",
-                              &ctx->arg);
-
-                if (m != NULL) {
-                    json_decref(m);
-                }
-
-                continue;
-            }
-
-            if (json_array_append_new(ctx->recent, m) != 0) {
-                json_decref(ctx->recent);
-                ctx->recent = NULL;
-            }
-        }
-
-        if (ctx->recent == NULL) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "chat api: out of memory, the history of \"%V\" "
-                          "comes from PostgreSQL alone", &ctx->arg);
-        }
-    }
-
-    if (ctx->pg_json == NULL) {
-        /* PostgreSQL has not answered yet */
-        return;
-    }
-
-    ngx_chat_api_finish(ctx, ngx_chat_api_history_answer(r, ctx));
-}
-
-
-/*
- * PostgreSQL answered a request to merge with Redis: an error is answered
- * as it is; a 200 body is kept, and merged when Redis is back too.
- */
-static ngx_int_t
-ngx_chat_api_pg_body(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx,
-    PGresult *res)
-{
-    json_error_t  jerr;
-
-    if (res == NULL
-        || PQresultStatus(res) != PGRES_TUPLES_OK
-        || PQntuples(res) != 1
-        || PQnfields(res) < 2
-        || PQgetisnull(res, 0, 0)
-        || PQgetisnull(res, 0, 1)
-        || PQgetlength(res, 0, 0) != 3
-        || ngx_strncmp(PQgetvalue(res, 0, 0), "200", 3) != 0)
-    {
-        if (ctx->redis != NULL) {
-            ngx_chat_redis_cancel(ctx->redis);
-            ctx->redis = NULL;
-        }
-
-        return ngx_chat_api_result(r, res);
-    }
-
-    ctx->pg_json = json_loadb(PQgetvalue(res, 0, 1), PQgetlength(res, 0, 1),
-                              0, &jerr);
-
-    if (ctx->pg_json == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "chat api: bad JSON from PostgreSQL: %s", jerr.text);
-
-        if (ctx->redis != NULL) {
-            ngx_chat_redis_cancel(ctx->redis);
-            ctx->redis = NULL;
-        }
-
-        return ngx_chat_api_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                  "internal", "internal error");
-    }
-
-    if (ctx->route != NGX_CHAT_API_MESSAGES) {
-        return ngx_chat_api_latest(r, ctx);
-    }
-
-    if (ctx->redis != NULL) {
-        return NGX_DONE;
-    }
-
-    return ngx_chat_api_history_answer(r, ctx);
-}
-
-
-/* the union of both sources by seq, one page of it, with statuses */
-static ngx_int_t
-ngx_chat_api_history_answer(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx)
-{
-    size_t                i, j, k, n, start, count;
-    json_t               *msgs, *root, *out, *m, *cmid;
-    int64_t               seq, delivered, rd;
-    ngx_int_t             rc;
-    ngx_uint_t            more;
-    const char           *status, *sender;
-    ngx_chat_api_mark_t   marks[2];
-    json_t              **all;
-
-    msgs = json_object_get(ctx->pg_json, "messages");
-
-    n = json_array_size(msgs) + json_array_size(ctx->recent);
-
-    all = ngx_palloc(r->pool, (n + 1) * sizeof(json_t *));
-    if (all == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* PostgreSQL's rows first: on equal seqs the stable sort keeps them */
-
-    k = 0;
-
-    for (j = 0; j < 2; j++) {
-        json_array_foreach(j ? ctx->recent : msgs, i, m) {
-            seq = ngx_chat_api_msg_seq(m);
-
-            if (seq < 1
-                || (ctx->before && seq >= ctx->before)
-                || (ctx->after && seq <= ctx->after))
-            {
-                continue;
-            }
-
-            all[k++] = m;
-        }
-    }
-
-    ngx_sort(all, k, sizeof(json_t *), ngx_chat_api_seq_cmp);
-
-    n = k;
-    k = 0;
-
-    for (i = 0; i < n; i++) {
-        if (k > 0
-            && ngx_chat_api_msg_seq(all[k - 1]) == ngx_chat_api_msg_seq(all[i]))
-        {
-            continue;
-        }
-
-        all[k++] = all[i];
-    }
-
-    /* after: the lowest above; otherwise the highest (below before) */
-
-    more = (k > ctx->limit);
-    count = more ? ctx->limit : k;
-    start = (ctx->after || !more) ? 0 : k - ctx->limit;
-
-    ngx_chat_api_marks(json_object_get(ctx->pg_json, "members"), marks);
-
-    out = json_array();
-    if (out == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    for (i = start; i < start + count; i++) {
-        m = all[i];
-
-        cmid = json_object_get(m, "clientMsgId");
-
-        if (cmid != NULL && json_is_null(cmid)) {
-            json_object_del(m, "clientMsgId");
-        }
-
-        sender = json_string_value(json_object_get(m, "senderId"));
-        seq = ngx_chat_api_msg_seq(m);
-
-        delivered = ngx_chat_api_mark(&marks[0], sender);
-        rd = ngx_chat_api_mark(&marks[1], sender);
-
-        status = (seq <= rd) ? "read"
-                 : (seq <= delivered) ? "delivered" : "sent";
-
-        if (json_object_set_new(m, "status", json_string(status)) != 0
-            || json_array_append(out, m) != 0)
-        {
-            json_decref(out);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    root = json_pack("{s:o,s:b}", "messages", out, "hasMore", (int) more);
-    if (root == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_chat_api_send_json(r, root);
-
-    json_decref(root);
-
-    return rc;
-}
-
-
-static int64_t
-ngx_chat_api_msg_seq(json_t *m)
-{
-    json_t  *seq;
-
-    seq = json_object_get(m, "seq");
-
-    return json_is_integer(seq) ? (int64_t) json_integer_value(seq) : 0;
-}
-
-
-static ngx_int_t
-ngx_chat_api_seq_cmp(const void *a, const void *b)
-{
-    int64_t  x, y;
-
-    x = ngx_chat_api_msg_seq(*(json_t **) a);
-    y = ngx_chat_api_msg_seq(*(json_t **) b);
-
-    return (x > y) - (x < y);
-}
-
-
-/*
- * A message is delivered (read) when every member but its sender has a
- * delivered (read) watermark at or above it: the lowest watermark of the
- * others. marks[0]: delivered (a read implies delivered), marks[1]: read.
- * members: [[userId, delivered, read], ...].
- */
-static void
-ngx_chat_api_marks(json_t *members, ngx_chat_api_mark_t *marks)
-{
-    size_t      i, j;
-    json_t     *e;
-    int64_t     v[2];
-    ngx_str_t   who;
-
-    for (j = 0; j < 2; j++) {
-        marks[j].min[0] = INT64_MAX;
-        marks[j].min[1] = INT64_MAX;
-        ngx_str_null(&marks[j].who);
-    }
-
-    json_array_foreach(members, i, e) {
-        if (!json_is_string(json_array_get(e, 0))) {
-            continue;
-        }
-
-        who.data = (u_char *) json_string_value(json_array_get(e, 0));
-        who.len = json_string_length(json_array_get(e, 0));
-
-        v[1] = json_integer_value(json_array_get(e, 2));
-        v[0] = ngx_max(json_integer_value(json_array_get(e, 1)), v[1]);
-
-        for (j = 0; j < 2; j++) {
-            if (v[j] < marks[j].min[0]) {
-                marks[j].min[1] = marks[j].min[0];
-                marks[j].min[0] = v[j];
-                marks[j].who = who;
-
-            } else if (v[j] < marks[j].min[1]) {
-                marks[j].min[1] = v[j];
-            }
-        }
-    }
-}
-
-
-/* the lowest watermark of the members other than sender; 0 if none */
-static int64_t
-ngx_chat_api_mark(ngx_chat_api_mark_t *mark, const char *sender)
-{
-    int64_t  v;
-
-    v = mark->min[0];
-
-    if (sender != NULL
-        && mark->who.len == ngx_strlen(sender)
-        && ngx_strncmp(mark->who.data, sender, mark->who.len) == 0)
-    {
-        v = mark->min[1];
-    }
-
-    return (v == INT64_MAX) ? 0 : v;
-}
-
-
-/*
- * GET /conversations and /conversations/{id}: lastSeq, lastMessage and
- * unread include the messages accepted but not yet persisted, from the
- * Redis seq counters and buffers. Without Redis, PostgreSQL's answer
- * stands (logged at warn).
- */
-static ngx_int_t
-ngx_chat_api_latest(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx)
-{
-    u_char       *p;
-    size_t        i, n;
-    json_t       *list, *conv, *id;
-    size_t       *argvlen;
-    const char  **argv;
-
-    if (ctx->route == NGX_CHAT_API_CONVERSATIONS) {
-        list = json_object_get(ctx->pg_json, "conversations");
-        n = json_array_size(list);
-
-    } else {
-        list = NULL;
-        n = 1;
-    }
-
-    if (n == 0) {
-        return ngx_chat_api_latest_send(r, ctx);
-    }
-
-    argv = ngx_palloc(r->pool, 2 * n * sizeof(char *));
-    argvlen = ngx_palloc(r->pool, 2 * n * sizeof(size_t));
-
-    if (argv == NULL || argvlen == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    for (i = 0; i < n; i++) {
-        conv = list ? json_array_get(list, i) : ctx->pg_json;
-        id = json_object_get(conv, "conversationId");
-
-        if (!json_is_string(id)) {
-            return ngx_chat_api_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                      "internal", "internal error");
-        }
-
-        p = ngx_pnalloc(r->pool, 2 * (sizeof("chat:s:") - 1)
-                                 + 2 * json_string_length(id));
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        argv[2 * i] = (char *) p;
-        argvlen[2 * i] = sizeof("chat:s:") - 1 + json_string_length(id);
-        p = ngx_sprintf(p, "chat:s:%s", json_string_value(id));
-
-        argv[2 * i + 1] = (char *) p;
-        argvlen[2 * i + 1] = argvlen[2 * i];
-        ngx_sprintf(p, "chat:h:%s", json_string_value(id));
-    }
-
-    ctx->redis = ngx_chat_redis_eval(&ngx_chat_api_latest_script,
-                                     ngx_chat_api_latest_handler, ctx,
-                                     (int) (2 * n), (int) (2 * n),
-                                     argv, argvlen);
-
-    if (ctx->redis == NULL) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "chat api: Redis is unavailable, conversations "
-                      "come from PostgreSQL alone");
-
-        return ngx_chat_api_latest_send(r, ctx);
-    }
-
-    return NGX_DONE;
-}
-
-
-static void
-ngx_chat_api_latest_handler(redisReply *reply, void *data)
-{
-    ngx_chat_api_ctx_t  *ctx = data;
-
-    size_t               i, n;
-    json_t              *list, *conv, **all;
-    ngx_http_request_t  *r;
-
-    ctx->redis = NULL;
-    r = ctx->r;
-
-    list = NULL;
-    n = 1;
-
-    if (ctx->route == NGX_CHAT_API_CONVERSATIONS) {
-        list = json_object_get(ctx->pg_json, "conversations");
-        n = json_array_size(list);
-    }
-
-    if (reply == NULL
-        || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2 * n)
-    {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "chat api: Redis failed, conversations come from "
-                      "PostgreSQL alone");
-
-        ngx_chat_api_finish(ctx, ngx_chat_api_latest_send(r, ctx));
-        return;
-    }
-
-    for (i = 0; i < n; i++) {
-        conv = list ? json_array_get(list, i) : ctx->pg_json;
-        ngx_chat_api_latest_merge(conv, reply->element[2 * i],
-                                  reply->element[2 * i + 1]);
-    }
-
-    if (list != NULL && n > 1) {
-
-        /* most recently active first, with the new last messages */
-
-        all = ngx_palloc(r->pool, n * sizeof(json_t *));
-        if (all == NULL) {
-            ngx_chat_api_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
-
-        for (i = 0; i < n; i++) {
-            all[i] = json_incref(json_array_get(list, i));
-        }
-
-        json_array_clear(list);
-
-        ngx_qsort(all, n, sizeof(json_t *), ngx_chat_api_activity_cmp);
-
-        for (i = 0; i < n; i++) {
-            if (json_array_append_new(list, all[i]) != 0) {
-                while (++i < n) {
-                    json_decref(all[i]);
-                }
-
-                ngx_chat_api_finish(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR);
-                return;
-            }
-        }
-    }
-
-    ngx_chat_api_finish(ctx, ngx_chat_api_latest_send(r, ctx));
-}
-
-
-/* lastSeq: the higher of both; lastMessage: the newer; unread follows */
-static void
-ngx_chat_api_latest_merge(json_t *conv, redisReply *counter,
-    redisReply *newest)
-{
-    off_t         v;
-    json_t       *m, *last;
-    int64_t       seq, read;
-    json_error_t  jerr;
-
-    seq = json_integer_value(json_object_get(conv, "lastSeq"));
-
-    if (counter->type == REDIS_REPLY_STRING && counter->len > 0) {
-        v = ngx_atoof((u_char *) counter->str, counter->len);
-
-        if (v > seq) {
-            seq = v;
-        }
-    }
-
-    last = json_object_get(conv, "lastMessage");
-
-    if (newest->type == REDIS_REPLY_STRING && newest->len > 0) {
-        m = json_loadb(newest->str, newest->len, 0, &jerr);
-
-        if (m != NULL && ngx_chat_api_msg_seq(m) > 0) {
-            if (!json_is_object(last)
-                || ngx_chat_api_msg_seq(m) > ngx_chat_api_msg_seq(last))
-            {
-                (void) json_object_set(conv, "lastMessage", m);
-            }
-
-            seq = ngx_max(seq, ngx_chat_api_msg_seq(m));
-        }
-
-        if (m != NULL) {
-            json_decref(m);
-        }
-    }
-
-    read = json_integer_value(json_object_get(conv, "lastReadSeq"));
-
-    (void) json_object_set_new(conv, "lastSeq", json_integer(seq));
-    (void) json_object_set_new(conv, "unread",
-                               json_integer(ngx_max(seq - read, 0)));
-}
-
-
-/*
- * The newest message's time, else the creation time: PostgreSQL's
- * "activityAt" (the list only), raised by a newer last message from Redis.
- * The times are all RFC 3339 UTC with milliseconds: they compare as strings.
- */
-static const char *
-ngx_chat_api_activity(json_t *conv)
-{
-    json_t      *m;
-    const char  *t, *last;
-
-    t = json_string_value(json_object_get(conv, "activityAt"));
-
-    if (t == NULL) {
-        t = json_string_value(json_object_get(conv, "createdAt"));
-    }
-
-    m = json_object_get(conv, "lastMessage");
-    last = json_string_value(json_object_get(m, "createdAt"));
-
-    if (t == NULL || (last != NULL && ngx_strcmp(last, t) > 0)) {
-        t = last;
-    }
-
-    return t ? t : "";
-}
-
-
-/* most recently active first, as PostgreSQL orders them */
-static int ngx_libc_cdecl
-ngx_chat_api_activity_cmp(const void *a, const void *b)
-{
-    int          rc;
-    json_t      *x, *y;
-    const char  *tx, *ty;
-
-    x = *(json_t **) a;
-    y = *(json_t **) b;
-
-    rc = ngx_strcmp(ngx_chat_api_activity(y), ngx_chat_api_activity(x));
-
-    if (rc != 0) {
-        return rc;
-    }
-
-    tx = json_string_value(json_object_get(x, "conversationId"));
-    ty = json_string_value(json_object_get(y, "conversationId"));
-
-    return ngx_strcmp(ty ? ty : "", tx ? tx : "");
-}
-
-
-/* the conversations without the field only the gateway needs */
-static ngx_int_t
-ngx_chat_api_latest_send(ngx_http_request_t *r, ngx_chat_api_ctx_t *ctx)
-{
-    size_t   i;
-    json_t  *conv;
-
-    json_array_foreach(json_object_get(ctx->pg_json, "conversations"), i,
-                       conv)
-    {
-        (void) json_object_del(conv, "activityAt");
-    }
-
-    return ngx_chat_api_send_json(r, ctx->pg_json);
-}
-
-
-static ngx_int_t
-ngx_chat_api_send_json(ngx_http_request_t *r, json_t *json)
-{
-    char    *s;
-    u_char  *body;
-    size_t   len;
-
-    s = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (s == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    len = ngx_strlen(s);
-
-    body = ngx_pnalloc(r->pool, len);
-    if (body == NULL) {
-        free(s);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(body, s, len);
-    free(s);
-
-    return ngx_chat_api_send(r, NGX_HTTP_OK, body, len);
-}
-
-
-/* a Redis handler answers the request that waited for it */
-static void
-ngx_chat_api_finish(ngx_chat_api_ctx_t *ctx, ngx_int_t rc)
-{
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = ctx->r;
-    c = r->connection;
-
-    r->read_event_handler = ngx_http_block_reading;
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
@@ -1883,7 +1223,7 @@ ngx_chat_api_notify(PGresult *res)
 
 
 /* the answer from a chat_api_* row: status, body */
-static ngx_int_t
+ngx_int_t
 ngx_chat_api_result(ngx_http_request_t *r, PGresult *res)
 {
     char        *state;
@@ -2008,7 +1348,7 @@ ngx_chat_api_header(ngx_http_request_t *r, char *name, ngx_str_t *value)
 
 
 /* {"error":{"code","message"}} */
-static ngx_int_t
+ngx_int_t
 ngx_chat_api_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
@@ -2020,6 +1360,8 @@ ngx_chat_api_error(ngx_http_request_t *r, ngx_uint_t status,
             r->keepalive = 0;
         }
     }
+
+    ngx_chat_metric_error(code);
 
     mlen = ngx_strlen(message);
 
@@ -2040,7 +1382,7 @@ ngx_chat_api_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_chat_api_send(ngx_http_request_t *r, ngx_uint_t status, u_char *body,
     size_t len)
 {

@@ -33,8 +33,9 @@ my $receipts = 0;
 
 sub member {
     my ($user, %o) = @_;
+    my $ack = delete $o{ack};
     my $c = stomp_connect('/ws/chat', user => $user, %o);
-    $c->subscribe('/user/queue/messages', 'm');
+    $c->subscribe('/user/queue/messages', 'm', $ack // 'auto');
     $c->subscribe('/user/queue/errors', 'e');
     return $c;
 }
@@ -259,8 +260,9 @@ is_deeply([seqs($j)->[0], seqs($j)->[-1], $j->{hasMore} ? 1 : 0],
 --- config
 $TEST_NGINX_CHAT_CONFIG
 --- perl
-my $a = member('alice6');
-my $b = member('bob6');
+# client mode without ACKs: the messages come but are not delivered
+my $a = member('alice6', ack => 'client');
+my $b = member('bob6', ack => 'client');
 my $conv = conversation('alice6', 'direct', 'bob6');
 send_receipted($a, $conv, 'a1', 'a2', 'a3');
 send_receipted($b, $conv, 'b4');

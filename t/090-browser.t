@@ -21,10 +21,6 @@ if (!$node) {
 
 $ENV{TEST_NGINX_WEB_ROOT} = "$root/web";
 
-# TODO: history's "status" comes from PostgreSQL's watermarks, which
-# nothing writes yet (they live in Redis); until the history API merges
-# Redis's, a message's history tick may be lower than its live one
-$ENV{CHAT_HISTORY_TICKS} //= 'lenient';
 $ENV{TEST_NGINX_BROWSER_DIR} = "$root/t/browser";
 
 plan_from_blocks();
