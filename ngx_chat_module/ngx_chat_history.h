@@ -1,5 +1,6 @@
-/* ngx_chat_history.h: what the REST API (ngx_chat_api.c) and its history
- * and read-your-writes half (ngx_chat_history.c) share. */
+/* ngx_chat_history.h: what the REST API (ngx_chat_api.c), its history
+ * and read-your-writes half (ngx_chat_history.c) and its per-user calls
+ * (ngx_chat_api_users.c) share. */
 
 #ifndef _NGX_CHAT_HISTORY_H_INCLUDED_
 #define _NGX_CHAT_HISTORY_H_INCLUDED_
@@ -62,6 +63,21 @@ ngx_int_t ngx_chat_api_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message);
 ngx_int_t ngx_chat_api_send(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len);
+size_t ngx_chat_api_utf8_chars(const char *s);
+const char *ngx_chat_api_cstr(ngx_pool_t *pool, ngx_str_t *s);
+
+/* ngx_chat_api_users.c; values: userId, name, the id of the route */
+ngx_int_t ngx_chat_api_get_user(ngx_http_request_t *r,
+    ngx_chat_api_ctx_t *ctx, const char **values);
+ngx_int_t ngx_chat_api_put_user(ngx_http_request_t *r,
+    ngx_chat_api_ctx_t *ctx, json_t *body);
+ngx_int_t ngx_chat_api_token_valid(u_char *p, size_t len);
+ngx_int_t ngx_chat_api_device_add(ngx_http_request_t *r,
+    ngx_chat_api_ctx_t *ctx, json_t *body);
+ngx_int_t ngx_chat_api_device_delete(ngx_http_request_t *r,
+    ngx_chat_api_ctx_t *ctx, const char **values);
+ngx_int_t ngx_chat_api_presence_ask(ngx_http_request_t *r,
+    ngx_chat_api_ctx_t *ctx, const char **values);
 
 /* GET /presence, once PostgreSQL named the users it may see (pg_json) */
 ngx_int_t ngx_chat_api_presence(ngx_http_request_t *r,

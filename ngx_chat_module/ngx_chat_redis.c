@@ -1,5 +1,5 @@
-/* ngx_chat_redis.c: the worker's Redis command and pub/sub links on nginx
- * events, with hiredis's command formatter and reply reader. */
+/* ngx_chat_redis.c: the worker's Redis links on nginx events (connect,
+ * backoff, I/O, hiredis's reader and formatter) and its command link. */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "ngx_chat_redis.h"
+#include "ngx_chat_redis_int.h"
 #include "ngx_chat_metrics.h"
 
 
@@ -15,18 +16,10 @@
 #define NGX_CHAT_REDIS_BACKOFF_MAX   5000
 #define NGX_CHAT_REDIS_READ_SIZE     16384
 #define NGX_CHAT_REDIS_OUT_SIZE      4096
-#define NGX_CHAT_REDIS_SUB_BATCH     256
 #define NGX_CHAT_REDIS_FREE_MAX      256
 
 /* "$7\r\nEVALSHA\r\n$40\r\n" + sha1 + "\r\n" after the "*N\r\n" header */
 #define NGX_CHAT_REDIS_EVALSHA_HEAD  60
-
-
-typedef struct ngx_chat_redis_link_s  ngx_chat_redis_link_t;
-
-typedef void (*ngx_chat_redis_link_pt)(ngx_chat_redis_link_t *link);
-typedef ngx_int_t (*ngx_chat_redis_on_reply_pt)(ngx_chat_redis_link_t *link,
-    redisReply *reply);
 
 
 struct ngx_chat_redis_req_s {
@@ -42,67 +35,10 @@ struct ngx_chat_redis_req_s {
 };
 
 
-struct ngx_chat_redis_link_s {
-    const char                  *name;
-    ngx_log_t                    log;
-    ngx_peer_connection_t        peer;
-    ngx_connection_t            *connection;
-    redisReader                 *reader;
-
-    u_char                      *out;         /* pending output */
-    u_char                      *out_pos;
-    u_char                      *out_last;
-    u_char                      *out_end;
-
-    ngx_event_t                  reconnect;
-    ngx_msec_t                   backoff;
-    ngx_uint_t                   failures;
-
-    ngx_chat_redis_link_pt       on_connect;
-    ngx_chat_redis_link_pt       on_close;
-    ngx_chat_redis_on_reply_pt   on_reply;
-
-    unsigned                     connecting:1;
-    unsigned                     connected:1;
-    unsigned                     alive:1;     /* a good reply came */
-};
-
-
-typedef struct {
-    ngx_str_node_t               sn;
-    ngx_uint_t                   refs;
-    u_char                       name[1];
-} ngx_chat_redis_channel_t;
-
-
-typedef struct {
-    ngx_pool_t                  *pool;
-    ngx_log_t                   *log;
-    ngx_addr_t                   addr;
-    ngx_msec_t                   timeout;
-    ngx_chat_redis_message_pt    on_message;
-    ngx_chat_redis_state_pt      on_state;
-
-    ngx_chat_redis_link_t        cmd;
-    ngx_chat_redis_link_t        sub;
-
-    ngx_queue_t                  pending;     /* sent, waiting for replies */
-    ngx_queue_t                  free;
-    ngx_uint_t                   nfree;
-    ngx_event_t                  timer;       /* the head request's timeout */
-
-    ngx_rbtree_t                 channels;
-    ngx_rbtree_node_t            sentinel;
-
-    unsigned                     exiting:1;
-} ngx_chat_redis_t;
-
-
 static void ngx_chat_redis_connect(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_connected(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_nodelay(ngx_connection_t *c);
 static ngx_int_t ngx_chat_redis_test_connect(ngx_chat_redis_link_t *link);
-static void ngx_chat_redis_close(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_schedule(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_chat_redis_read_handler(ngx_event_t *rev);
@@ -112,9 +48,6 @@ static ngx_int_t ngx_chat_redis_reserve(ngx_chat_redis_link_t *link,
     size_t len);
 static ngx_int_t ngx_chat_redis_append(ngx_chat_redis_link_t *link,
     const u_char *data, size_t len);
-static ngx_int_t ngx_chat_redis_append_argv(ngx_chat_redis_link_t *link,
-    int argc, const char **argv, const size_t *argvlen);
-static void ngx_chat_redis_flush(ngx_chat_redis_link_t *link);
 
 static void ngx_chat_redis_cmd_connect(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_cmd_close(ngx_chat_redis_link_t *link);
@@ -127,17 +60,8 @@ static ngx_chat_redis_req_t *ngx_chat_redis_enqueue(char *cmd, int len,
     ngx_chat_redis_script_t *script);
 static void ngx_chat_redis_free_req(ngx_chat_redis_req_t *req);
 
-static void ngx_chat_redis_sub_connect(ngx_chat_redis_link_t *link);
-static void ngx_chat_redis_sub_close(ngx_chat_redis_link_t *link);
-static ngx_int_t ngx_chat_redis_sub_reply(ngx_chat_redis_link_t *link,
-    redisReply *reply);
-static ngx_chat_redis_channel_t *ngx_chat_redis_channel(u_char *channel,
-    size_t len, uint32_t *hash);
-static ngx_int_t ngx_chat_redis_sub_send(const char *verb, u_char *channel,
-    size_t len);
 
-
-static ngx_chat_redis_t  ngx_chat_redis;
+ngx_chat_redis_t  ngx_chat_redis;
 
 
 ngx_int_t
@@ -187,8 +111,6 @@ ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_addr_t *addr,
     ngx_queue_init(&r->pending);
     ngx_queue_init(&r->free);
 
-    ngx_rbtree_init(&r->channels, &r->sentinel, ngx_str_rbtree_insert_value);
-
     r->timer.handler = ngx_chat_redis_timeout_handler;
     r->timer.data = r;
     r->timer.log = r->log;
@@ -198,10 +120,7 @@ ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_addr_t *addr,
     r->cmd.on_close = ngx_chat_redis_cmd_close;
     r->cmd.on_reply = ngx_chat_redis_cmd_reply;
 
-    r->sub.name = "pub/sub";
-    r->sub.on_connect = ngx_chat_redis_sub_connect;
-    r->sub.on_close = ngx_chat_redis_sub_close;
-    r->sub.on_reply = ngx_chat_redis_sub_reply;
+    ngx_chat_redis_sub_init(r);
 
     for (i = 0; i < 2; i++) {
         link = i ? &r->sub : &r->cmd;
@@ -242,11 +161,9 @@ failed:
 void
 ngx_chat_redis_exit(void)
 {
-    ngx_queue_t               *q;
-    ngx_rbtree_node_t         *node;
-    ngx_chat_redis_t          *r;
-    ngx_chat_redis_req_t      *req;
-    ngx_chat_redis_channel_t  *ch;
+    ngx_queue_t           *q;
+    ngx_chat_redis_t      *r;
+    ngx_chat_redis_req_t  *req;
 
     r = &ngx_chat_redis;
 
@@ -280,12 +197,7 @@ ngx_chat_redis_exit(void)
         ngx_free(req);
     }
 
-    while (r->channels.root != r->channels.sentinel) {
-        node = ngx_rbtree_min(r->channels.root, r->channels.sentinel);
-        ngx_rbtree_delete(&r->channels, node);
-        ch = (ngx_chat_redis_channel_t *) node;
-        ngx_free(ch);
-    }
+    ngx_chat_redis_sub_exit(r);
 
     ngx_destroy_pool(r->pool);
     ngx_memzero(r, sizeof(ngx_chat_redis_t));
@@ -427,7 +339,7 @@ ngx_chat_redis_test_connect(ngx_chat_redis_link_t *link)
 }
 
 
-static void
+void
 ngx_chat_redis_close(ngx_chat_redis_link_t *link)
 {
     if (link->connection) {
@@ -740,7 +652,7 @@ ngx_chat_redis_append(ngx_chat_redis_link_t *link, const u_char *data,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_chat_redis_append_argv(ngx_chat_redis_link_t *link, int argc,
     const char **argv, const size_t *argvlen)
 {
@@ -763,7 +675,7 @@ ngx_chat_redis_append_argv(ngx_chat_redis_link_t *link, int argc,
 }
 
 
-static void
+void
 ngx_chat_redis_flush(ngx_chat_redis_link_t *link)
 {
     /* written once the current event cycle is done: pipelines commands */
@@ -1178,245 +1090,4 @@ ngx_chat_redis_timeout_handler(ngx_event_t *ev)
     }
 
     ngx_add_timer(ev, r->timeout - elapsed);
-}
-
-
-/* the pub/sub link */
-
-
-ngx_int_t
-ngx_chat_redis_subscribe(u_char *channel, size_t len)
-{
-    uint32_t                   hash;
-    ngx_chat_redis_t          *r;
-    ngx_chat_redis_channel_t  *ch;
-
-    r = &ngx_chat_redis;
-
-    if (r->pool == NULL) {
-        return NGX_ERROR;
-    }
-
-    ch = ngx_chat_redis_channel(channel, len, &hash);
-
-    if (ch) {
-        ch->refs++;
-        return NGX_OK;
-    }
-
-    ch = ngx_alloc(offsetof(ngx_chat_redis_channel_t, name) + len + 1,
-                   r->log);
-    if (ch == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(ch->name, channel, len);
-    ch->name[len] = '\0';
-    ch->sn.str.len = len;
-    ch->sn.str.data = ch->name;
-    ch->sn.node.key = hash;
-    ch->refs = 1;
-
-    if (r->sub.connected
-        && ngx_chat_redis_sub_send("SUBSCRIBE", channel, len) != NGX_OK)
-    {
-        ngx_free(ch);
-        return NGX_ERROR;
-    }
-
-    ngx_rbtree_insert(&r->channels, &ch->sn.node);
-
-    return NGX_OK;
-}
-
-
-void
-ngx_chat_redis_unsubscribe(u_char *channel, size_t len)
-{
-    uint32_t                   hash;
-    ngx_chat_redis_t          *r;
-    ngx_chat_redis_channel_t  *ch;
-
-    r = &ngx_chat_redis;
-
-    if (r->pool == NULL) {
-        return;
-    }
-
-    ch = ngx_chat_redis_channel(channel, len, &hash);
-
-    if (ch == NULL || --ch->refs > 0) {
-        return;
-    }
-
-    ngx_rbtree_delete(&r->channels, &ch->sn.node);
-
-    if (r->sub.connected
-        && ngx_chat_redis_sub_send("UNSUBSCRIBE", ch->name, len) != NGX_OK)
-    {
-        /* no memory: start over on a fresh link with the right set */
-        ngx_log_error(NGX_LOG_ERR, &r->sub.log, 0,
-                      "chat redis: UNSUBSCRIBE failed, reconnecting");
-        ngx_chat_redis_close(&r->sub);
-    }
-
-    ngx_free(ch);
-}
-
-
-static ngx_chat_redis_channel_t *
-ngx_chat_redis_channel(u_char *channel, size_t len, uint32_t *hash)
-{
-    ngx_str_t        name;
-    ngx_str_node_t  *sn;
-
-    name.len = len;
-    name.data = channel;
-
-    *hash = ngx_crc32_long(channel, len);
-
-    sn = ngx_str_rbtree_lookup(&ngx_chat_redis.channels, &name, *hash);
-
-    return (ngx_chat_redis_channel_t *) sn;
-}
-
-
-static ngx_int_t
-ngx_chat_redis_sub_send(const char *verb, u_char *channel, size_t len)
-{
-    const char  *argv[2];
-    size_t       argvlen[2];
-
-    argv[0] = verb;
-    argvlen[0] = ngx_strlen(verb);
-    argv[1] = (const char *) channel;
-    argvlen[1] = len;
-
-    if (ngx_chat_redis_append_argv(&ngx_chat_redis.sub, 2, argv, argvlen)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_chat_redis_flush(&ngx_chat_redis.sub);
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_chat_redis_sub_connect(ngx_chat_redis_link_t *link)
-{
-    int                        n;
-    ngx_rbtree_t              *tree;
-    ngx_rbtree_node_t         *node;
-    ngx_chat_redis_channel_t  *ch;
-    const char                *argv[NGX_CHAT_REDIS_SUB_BATCH + 1];
-    size_t                     argvlen[NGX_CHAT_REDIS_SUB_BATCH + 1];
-
-    tree = &ngx_chat_redis.channels;
-
-    argv[0] = "PING";
-    argvlen[0] = sizeof("PING") - 1;
-
-    if (ngx_chat_redis_append_argv(link, 1, argv, argvlen) != NGX_OK) {
-        goto failed;
-    }
-
-    argv[0] = "SUBSCRIBE";
-    argvlen[0] = sizeof("SUBSCRIBE") - 1;
-    n = 1;
-
-    for (node = tree->root == tree->sentinel
-                ? NULL : ngx_rbtree_min(tree->root, tree->sentinel);
-         node;
-         node = ngx_rbtree_next(tree, node))
-    {
-        ch = (ngx_chat_redis_channel_t *) node;
-
-        argv[n] = (const char *) ch->name;
-        argvlen[n] = ch->sn.str.len;
-        n++;
-
-        if (n == NGX_CHAT_REDIS_SUB_BATCH + 1) {
-            if (ngx_chat_redis_append_argv(link, n, argv, argvlen) != NGX_OK) {
-                goto failed;
-            }
-
-            n = 1;
-        }
-    }
-
-    if (n > 1 && ngx_chat_redis_append_argv(link, n, argv, argvlen) != NGX_OK)
-    {
-        goto failed;
-    }
-
-    ngx_chat_redis_flush(link);
-
-    return;
-
-failed:
-
-    ngx_log_error(NGX_LOG_ERR, &link->log, 0,
-                  "chat redis: could not subscribe again, reconnecting");
-
-    /* closing here is safe: the caller checks link->connection */
-    ngx_chat_redis_close(link);
-}
-
-
-static void
-ngx_chat_redis_sub_close(ngx_chat_redis_link_t *link)
-{
-    /* the channel set is kept: sub_connect subscribes to it again */
-
-    (void) link;
-}
-
-
-static ngx_int_t
-ngx_chat_redis_sub_reply(ngx_chat_redis_link_t *link, redisReply *reply)
-{
-    uint32_t     hash;
-    redisReply  *kind, *channel, *payload;
-
-    if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, &link->log, 0,
-                      "chat redis: pub/sub link error: %*s",
-                      reply->len, reply->str);
-        return NGX_OK;
-    }
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
-        return NGX_OK;
-    }
-
-    kind = reply->element[0];
-    channel = reply->element[1];
-    payload = reply->element[2];
-
-    if (kind->type != REDIS_REPLY_STRING || kind->len != 7
-        || ngx_strncmp(kind->str, "message", 7) != 0
-        || channel->type != REDIS_REPLY_STRING
-        || payload->type != REDIS_REPLY_STRING)
-    {
-        /* subscribe and unsubscribe confirmations */
-        return NGX_OK;
-    }
-
-    /* drop messages still in flight for channels just unsubscribed */
-
-    if (ngx_chat_redis_channel((u_char *) channel->str, channel->len, &hash)
-        == NULL)
-    {
-        return NGX_OK;
-    }
-
-    if (ngx_chat_redis.on_message) {
-        ngx_chat_redis.on_message((u_char *) channel->str, channel->len,
-                                  (u_char *) payload->str, payload->len);
-    }
-
-    return NGX_OK;
 }

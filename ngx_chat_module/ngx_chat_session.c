@@ -1,42 +1,14 @@
-/* ngx_chat_session.c: the STOMP session state machine on a WebSocket:
- * CONNECT, subscriptions, acks, transactions, heart-beats, receipts. */
+/* ngx_chat_session.c: the STOMP session state machine on a WebSocket. */
 
-#include "ngx_chat_session.h"
+#include "ngx_chat_session_int.h"
 #include "ngx_chat_presence.h"
 #include "ngx_chat_receipts.h"
 #include "ngx_chat_metrics.h"
 
 
-#define NGX_CHAT_MAX_TRANSACTIONS  8
-#define NGX_CHAT_MAX_TX_FRAMES     128
 #define NGX_CHAT_IN_INITIAL        1024
 #define NGX_CHAT_PAUSED_FRAMES     4      /* frames' worth of bytes kept
                                              while parsing waits */
-
-
-/* a frame held back by a transaction until COMMIT */
-typedef struct {
-    ngx_chat_stomp_command_e  command;
-    ngx_str_t                 destination;   /* SEND */
-    ngx_str_t                 receipt;
-    ngx_str_t                 id;            /* ACK/NACK: ack id */
-    ngx_str_t                 subscription;
-    ngx_str_t                 body;
-} ngx_chat_tx_frame_t;
-
-typedef struct {
-    ngx_queue_t               link;
-    ngx_str_t                 name;
-    ngx_array_t               frames;        /* ngx_chat_tx_frame_t */
-    ngx_pool_t               *pool;
-} ngx_chat_tx_t;
-
-
-/* a RECEIPT waiting for the requests before it (COMMIT) */
-typedef struct {
-    ngx_chat_op_t             op;            /* first */
-    ngx_str_t                 receipt;
-} ngx_chat_barrier_t;
 
 
 typedef struct {
@@ -74,39 +46,9 @@ static ngx_int_t ngx_chat_session_subscribe(ngx_chat_session_t *s,
     ngx_chat_stomp_frame_t *f);
 static ngx_int_t ngx_chat_session_unsubscribe(ngx_chat_session_t *s,
     ngx_chat_stomp_frame_t *f);
-static ngx_int_t ngx_chat_session_ack(ngx_chat_session_t *s,
-    ngx_chat_stomp_command_e cmd, ngx_str_t *id, ngx_str_t *subscription);
-static ngx_int_t ngx_chat_session_send(ngx_chat_session_t *s,
-    ngx_str_t *destination, u_char *body, size_t len, ngx_str_t *receipt);
-static ngx_int_t ngx_chat_session_begin(ngx_chat_session_t *s,
-    ngx_str_t *name, ngx_str_t *receipt);
-static ngx_int_t ngx_chat_session_commit(ngx_chat_session_t *s,
-    ngx_str_t *name, ngx_str_t *receipt);
-static ngx_int_t ngx_chat_session_tx_add(ngx_chat_session_t *s,
-    ngx_chat_tx_t *tx, ngx_chat_stomp_frame_t *f);
-static ngx_int_t ngx_chat_session_barrier(ngx_chat_session_t *s,
-    ngx_str_t *receipt);
-static void ngx_chat_session_barrier_cancel(ngx_chat_op_t *op);
-static ngx_chat_tx_t *ngx_chat_session_tx_find(ngx_chat_session_t *s,
-    ngx_str_t *name);
-static void ngx_chat_session_tx_free(ngx_chat_session_t *s,
-    ngx_chat_tx_t *tx);
-static void ngx_chat_session_error(ngx_chat_session_t *s, const char *msg,
-    const char *detail, ngx_str_t *receipt, uint16_t code);
 static void ngx_chat_session_timer_handler(ngx_event_t *ev);
-static ngx_int_t ngx_chat_session_write(ngx_chat_session_t *s, u_char *head,
-    size_t len, ngx_chat_blob_t *body);
-static void ngx_chat_session_deliver_to(ngx_chat_session_t *s,
-    ngx_chat_dest_e dest, ngx_str_t *destination, ngx_str_t *sub_id,
-    u_char *message_id, size_t message_id_len, ngx_chat_blob_t *body);
 static void ngx_chat_session_sub_free(ngx_chat_session_t *s,
     ngx_chat_sub_t *sub);
-static ngx_int_t ngx_chat_header_value(ngx_chat_stomp_frame_t *f,
-    const char *name, ngx_str_t *value);
-static u_char *ngx_chat_put_header(u_char *p, const char *name,
-    u_char *value, size_t len, ngx_uint_t escape);
-static size_t ngx_chat_header_len(const char *name, u_char *value,
-    size_t len, ngx_uint_t escape);
 static ngx_uint_t ngx_chat_session_negotiate(ngx_str_t *accept);
 
 
@@ -323,9 +265,8 @@ ngx_chat_session_parse(ngx_chat_session_t *s)
 static ngx_int_t
 ngx_chat_session_frame(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
 {
-    ngx_str_t       receipt, destination, tx_name, id, sub;
-    ngx_int_t       rc;
-    ngx_chat_tx_t  *tx;
+    ngx_str_t  receipt, destination, tx_name, id, sub;
+    ngx_int_t  rc;
 
     ngx_chat_header_value(f, "receipt", &receipt);
 
@@ -352,14 +293,7 @@ ngx_chat_session_frame(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
          || f->command == NGX_CHAT_STOMP_NACK)
         && ngx_chat_header_value(f, "transaction", &tx_name) == NGX_OK)
     {
-        tx = ngx_chat_session_tx_find(s, &tx_name);
-        if (tx == NULL) {
-            ngx_chat_session_error(s, "unknown transaction", NULL, &receipt,
-                                   NGX_CHAT_WS_CLOSE_PROTOCOL);
-            return NGX_ERROR;
-        }
-
-        if (ngx_chat_session_tx_add(s, tx, f) != NGX_OK) {
+        if (ngx_chat_session_tx_hold(s, &tx_name, f, &receipt) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -427,15 +361,7 @@ ngx_chat_session_frame(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
             return ngx_chat_session_commit(s, &tx_name, &receipt);
 
         } else {
-            tx = ngx_chat_session_tx_find(s, &tx_name);
-            if (tx == NULL) {
-                ngx_chat_session_error(s, "unknown transaction", NULL,
-                                       &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
-                return NGX_ERROR;
-            }
-
-            ngx_chat_session_tx_free(s, tx);
-            rc = NGX_OK;
+            rc = ngx_chat_session_abort(s, &tx_name, &receipt);
         }
 
         break;
@@ -948,7 +874,7 @@ ngx_chat_session_unsubscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_chat_session_ack(ngx_chat_session_t *s, ngx_chat_stomp_command_e cmd,
     ngx_str_t *id, ngx_str_t *subscription)
 {
@@ -1027,7 +953,7 @@ ngx_chat_session_ack(ngx_chat_session_t *s, ngx_chat_stomp_command_e cmd,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_chat_session_send(ngx_chat_session_t *s, ngx_str_t *destination,
     u_char *body, size_t len, ngx_str_t *receipt)
 {
@@ -1049,268 +975,6 @@ ngx_chat_session_send(ngx_chat_session_t *s, ngx_str_t *destination,
     }
 
     return s->closing ? NGX_ERROR : NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_chat_session_begin(ngx_chat_session_t *s, ngx_str_t *name,
-    ngx_str_t *receipt)
-{
-    ngx_pool_t     *pool;
-    ngx_chat_tx_t  *tx;
-
-    if (ngx_chat_session_tx_find(s, name) != NULL) {
-        ngx_chat_session_error(s, "transaction already begun", NULL,
-                               receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
-        return NGX_ERROR;
-    }
-
-    if (s->ntransactions == NGX_CHAT_MAX_TRANSACTIONS) {
-        ngx_chat_session_error(s, "too many transactions", NULL, receipt,
-                               NGX_CHAT_WS_CLOSE_POLICY);
-        return NGX_ERROR;
-    }
-
-    pool = ngx_create_pool(1024, s->log);
-    if (pool == NULL) {
-        goto failed;
-    }
-
-    tx = ngx_palloc(pool, sizeof(ngx_chat_tx_t));
-    if (tx == NULL) {
-        goto failed;
-    }
-
-    tx->pool = pool;
-    tx->name.data = ngx_pstrdup(pool, name);
-    tx->name.len = name->len;
-
-    if (tx->name.data == NULL
-        || ngx_array_init(&tx->frames, pool, 4, sizeof(ngx_chat_tx_frame_t))
-           != NGX_OK)
-    {
-        goto failed;
-    }
-
-    ngx_queue_insert_tail(&s->transactions, &tx->link);
-    s->ntransactions++;
-
-    return NGX_OK;
-
-failed:
-
-    if (pool) {
-        ngx_destroy_pool(pool);
-    }
-
-    ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
-    return NGX_ERROR;
-}
-
-
-static ngx_int_t
-ngx_chat_session_tx_add(ngx_chat_session_t *s, ngx_chat_tx_t *tx,
-    ngx_chat_stomp_frame_t *f)
-{
-    ngx_str_t             v, receipt;
-    ngx_chat_tx_frame_t  *tf;
-
-    ngx_chat_header_value(f, "receipt", &receipt);
-
-    if (tx->frames.nelts == NGX_CHAT_MAX_TX_FRAMES) {
-        ngx_chat_session_error(s, "transaction too large", NULL, &receipt,
-                               NGX_CHAT_WS_CLOSE_POLICY);
-        return NGX_ERROR;
-    }
-
-    if (f->command == NGX_CHAT_STOMP_SEND
-        && ngx_chat_header_value(f, "destination", &v) != NGX_OK)
-    {
-        ngx_chat_session_error(s, "SEND without destination", NULL,
-                               &receipt, NGX_CHAT_WS_CLOSE_PROTOCOL);
-        return NGX_ERROR;
-    }
-
-    if (f->command != NGX_CHAT_STOMP_SEND
-        && ngx_chat_header_value(f, "id", &v) != NGX_OK
-        && ngx_chat_header_value(f, "message-id", &v) != NGX_OK)
-    {
-        ngx_chat_session_error(s, "ACK without id", NULL, &receipt,
-                               NGX_CHAT_WS_CLOSE_PROTOCOL);
-        return NGX_ERROR;
-    }
-
-    tf = ngx_array_push(&tx->frames);
-    if (tf == NULL) {
-        goto failed;
-    }
-
-    ngx_memzero(tf, sizeof(ngx_chat_tx_frame_t));
-    tf->command = f->command;
-
-    if (f->command == NGX_CHAT_STOMP_SEND) {
-        tf->destination.len = v.len;
-        tf->destination.data = ngx_pstrdup(tx->pool, &v);
-
-        tf->body.len = f->body_len;
-        tf->body.data = ngx_pnalloc(tx->pool, f->body_len + 1);
-
-        if (tf->destination.data == NULL || tf->body.data == NULL) {
-            goto failed;
-        }
-
-        ngx_memcpy(tf->body.data, f->body, f->body_len);
-
-    } else {
-        tf->id.len = v.len;
-        tf->id.data = ngx_pstrdup(tx->pool, &v);
-
-        if (tf->id.data == NULL) {
-            goto failed;
-        }
-
-        if (ngx_chat_header_value(f, "subscription", &v) == NGX_OK) {
-            tf->subscription.len = v.len;
-            tf->subscription.data = ngx_pstrdup(tx->pool, &v);
-
-            if (tf->subscription.data == NULL) {
-                goto failed;
-            }
-        }
-    }
-
-    return NGX_OK;
-
-failed:
-
-    ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
-    return NGX_ERROR;
-}
-
-
-static ngx_int_t
-ngx_chat_session_commit(ngx_chat_session_t *s, ngx_str_t *name,
-    ngx_str_t *receipt)
-{
-    ngx_int_t             rc;
-    ngx_str_t             none;
-    ngx_uint_t            i, n;
-    ngx_chat_tx_t        *tx;
-    ngx_chat_tx_frame_t  *tf;
-
-    tx = ngx_chat_session_tx_find(s, name);
-    if (tx == NULL) {
-        ngx_chat_session_error(s, "unknown transaction", NULL, receipt,
-                               NGX_CHAT_WS_CLOSE_PROTOCOL);
-        return NGX_ERROR;
-    }
-
-    /* the transaction leaves the list first: a frame may end the session */
-    ngx_queue_remove(&tx->link);
-    ngx_queue_init(&tx->link);
-    s->ntransactions--;
-
-    ngx_str_null(&none);
-    tf = tx->frames.elts;
-    rc = NGX_OK;
-
-    n = tx->frames.nelts;
-
-    for (i = 0; i < n && rc == NGX_OK && !s->closing; i++) {
-
-        if (tf[i].command == NGX_CHAT_STOMP_SEND) {
-            rc = ngx_chat_session_send(s, &tf[i].destination, tf[i].body.data,
-                                       tf[i].body.len, &none);
-
-        } else {
-            rc = ngx_chat_session_ack(s, tf[i].command, &tf[i].id,
-                                      &tf[i].subscription);
-        }
-    }
-
-    ngx_destroy_pool(tx->pool);
-
-    if (rc != NGX_OK || s->closing) {
-        return NGX_ERROR;
-    }
-
-    /* the COMMIT is done when its SENDs are */
-
-    if (receipt->len) {
-        if (s->nops == 0) {
-            ngx_chat_session_receipt(s, receipt);
-
-        } else if (ngx_chat_session_barrier(s, receipt) != NGX_OK) {
-            ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
-            return NGX_ERROR;
-        }
-    }
-
-    return s->closing ? NGX_ERROR : NGX_OK;
-}
-
-
-/*
- * A RECEIPT that waits for the requests in flight before it: an op of its
- * own at the tail of s->ops, answered once every op before it is done.
- */
-
-static ngx_int_t
-ngx_chat_session_barrier(ngx_chat_session_t *s, ngx_str_t *receipt)
-{
-    ngx_chat_barrier_t  *b;
-
-    b = ngx_alloc(sizeof(ngx_chat_barrier_t) + receipt->len, s->log);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->receipt.data = (u_char *) (b + 1);
-    b->receipt.len = receipt->len;
-    ngx_memcpy(b->receipt.data, receipt->data, receipt->len);
-
-    ngx_chat_session_op_start(s, &b->op, ngx_chat_session_barrier_cancel);
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_chat_session_barrier_cancel(ngx_chat_op_t *op)
-{
-    ngx_free(op);
-}
-
-
-static ngx_chat_tx_t *
-ngx_chat_session_tx_find(ngx_chat_session_t *s, ngx_str_t *name)
-{
-    ngx_queue_t    *q;
-    ngx_chat_tx_t  *tx;
-
-    for (q = ngx_queue_head(&s->transactions);
-         q != ngx_queue_sentinel(&s->transactions);
-         q = ngx_queue_next(q))
-    {
-        tx = ngx_queue_data(q, ngx_chat_tx_t, link);
-
-        if (tx->name.len == name->len
-            && ngx_strncmp(tx->name.data, name->data, name->len) == 0)
-        {
-            return tx;
-        }
-    }
-
-    return NULL;
-}
-
-
-static void
-ngx_chat_session_tx_free(ngx_chat_session_t *s, ngx_chat_tx_t *tx)
-{
-    ngx_queue_remove(&tx->link);
-    s->ntransactions--;
-    ngx_destroy_pool(tx->pool);
 }
 
 
@@ -1336,10 +1000,7 @@ ngx_chat_session_on_closed(ngx_chat_ws_t *ws)
         op->cancel(op);
     }
 
-    while (!ngx_queue_empty(&s->transactions)) {
-        q = ngx_queue_head(&s->transactions);
-        ngx_chat_session_tx_free(s, ngx_queue_data(q, ngx_chat_tx_t, link));
-    }
+    ngx_chat_session_tx_free_all(s);
 
     while (s->nsubs) {
         ngx_chat_session_sub_free(s, &s->subs[s->nsubs - 1]);
@@ -1375,199 +1036,16 @@ ngx_chat_session_op_start(ngx_chat_session_t *s, ngx_chat_op_t *op,
 void
 ngx_chat_session_op_done(ngx_chat_session_t *s, ngx_chat_op_t *op)
 {
-    ngx_queue_t         *q;
-    ngx_chat_barrier_t  *b;
-
     ngx_queue_remove(&op->link);
     s->nops--;
 
     /* receipts whose requests are all done now */
 
-    while (!ngx_queue_empty(&s->ops)) {
-        q = ngx_queue_head(&s->ops);
-        op = ngx_queue_data(q, ngx_chat_op_t, link);
-
-        if (op->cancel != ngx_chat_session_barrier_cancel) {
-            break;
-        }
-
-        ngx_queue_remove(q);
-        s->nops--;
-
-        b = (ngx_chat_barrier_t *) op;
-
-        if (!s->closing) {
-            ngx_chat_session_receipt(s, &b->receipt);
-        }
-
-        ngx_free(b);
-    }
+    ngx_chat_session_barriers_done(s);
 
     if (s->disconnecting && s->nops == 0 && !s->closing) {
         ngx_chat_session_receipt(s, &s->disconnect_receipt);
         ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_NORMAL, NULL);
-    }
-}
-
-
-void
-ngx_chat_session_deliver(ngx_chat_session_t *s, ngx_chat_dest_e dest,
-    u_char *message_id, size_t message_id_len, ngx_chat_blob_t *body)
-{
-    ngx_chat_session_deliver_to(s, dest, NULL, NULL, message_id,
-                                message_id_len, body);
-}
-
-
-void
-ngx_chat_session_deliver_topic(ngx_chat_session_t *s, ngx_chat_dest_e dest,
-    ngx_str_t *destination, ngx_str_t *sub_id, ngx_chat_blob_t *body)
-{
-    ngx_chat_session_deliver_to(s, dest, destination, sub_id, NULL, 0, body);
-}
-
-
-static void
-ngx_chat_session_deliver_to(ngx_chat_session_t *s, ngx_chat_dest_e dest,
-    ngx_str_t *destination, ngx_str_t *sub_id, u_char *message_id,
-    size_t message_id_len, ngx_chat_blob_t *body)
-{
-    u_char              *p;
-    size_t               len;
-    uint64_t             ack, seq;
-    ngx_str_t            conv;
-    ngx_uint_t           i, esc, delivered;
-    ngx_chat_sub_t      *sub;
-    ngx_chat_pending_t  *pe;
-    u_char               mid[NGX_INT64_LEN + 2];
-    u_char               head[1024];
-
-    if (s->closing || !s->connected || s->dest_subs[dest] == 0) {
-        return;
-    }
-
-    esc = (s->version >= 11);
-
-    /* a message: what its delivery makes delivered */
-
-    seq = 0;
-    ngx_str_null(&conv);
-    delivered = 0;
-
-    if (dest == NGX_CHAT_DEST_MESSAGES
-        && (ngx_chat_receipts_parse(body->data, body->len - 1, &conv, &seq)
-            != NGX_OK
-            || conv.len > NGX_CHAT_PENDING_CONV))
-    {
-        seq = 0;
-    }
-
-    for (i = 0; i < s->nsubs && !s->closing; i++) {
-        sub = &s->subs[i];
-
-        if (sub->dest != dest) {
-            continue;
-        }
-
-        if (destination
-            && (sub->destination.len != destination->len
-                || ngx_strncmp(sub->destination.data, destination->data,
-                               destination->len) != 0))
-        {
-            continue;
-        }
-
-        if (sub_id) {
-            if (sub->id.len != sub_id->len
-                || ngx_strncmp(sub->id.data, sub_id->data, sub_id->len) != 0)
-            {
-                continue;
-            }
-
-            sub->waiting = 0;
-
-        } else if (sub->waiting) {
-            /* its snapshot, which is newer, is on its way */
-            continue;
-        }
-
-        if (message_id_len == 0) {
-            message_id = mid;
-            message_id_len = ngx_sprintf(mid, "m%uL", ++s->ack_counter) - mid;
-        }
-
-        ack = 0;
-
-        if (sub->ack != NGX_CHAT_ACK_AUTO) {
-            ack = ++s->ack_counter;
-
-            if (sub->npending == NGX_CHAT_PENDING_ACKS) {
-                /* the oldest unacknowledged one is forgotten */
-                ngx_memmove(&sub->pending[0], &sub->pending[1],
-                            (NGX_CHAT_PENDING_ACKS - 1)
-                            * sizeof(ngx_chat_pending_t));
-                sub->npending--;
-            }
-
-            pe = &sub->pending[sub->npending++];
-            pe->ack = ack;
-            pe->seq = seq;
-            pe->conv_len = (u_char) conv.len;
-
-            if (seq) {
-                ngx_memcpy(pe->conv, conv.data, conv.len);
-            }
-        }
-
-        len = sizeof("MESSAGE\ncontent-type:application/json\n"
-                     "content-length:\n\n") + NGX_SIZE_T_LEN
-              + ngx_chat_header_len("subscription", sub->id.data,
-                                    sub->id.len, esc)
-              + ngx_chat_header_len("message-id", message_id,
-                                    message_id_len, esc)
-              + ngx_chat_header_len("destination", sub->destination.data,
-                                    sub->destination.len, esc)
-              + (ack ? sizeof("ack:\n") + NGX_INT64_LEN : 0);
-
-        if (len > sizeof(head)) {
-            ngx_log_error(NGX_LOG_INFO, s->log, 0,
-                          "chat: MESSAGE headers too long, not delivered");
-            continue;
-        }
-
-        p = ngx_cpymem(head, "MESSAGE\n", sizeof("MESSAGE\n") - 1);
-        p = ngx_chat_put_header(p, "subscription", sub->id.data, sub->id.len,
-                                esc);
-        p = ngx_chat_put_header(p, "message-id", message_id, message_id_len,
-                                esc);
-        p = ngx_chat_put_header(p, "destination", sub->destination.data,
-                                sub->destination.len, esc);
-
-        if (ack) {
-            p = ngx_sprintf(p, "ack:%uL\n", ack);
-        }
-
-        p = ngx_sprintf(p, "content-type:application/json\n"
-                        "content-length:%uz\n\n", body->len - 1);
-
-        /* the blob carries the body and the frame's closing NUL */
-        if (ngx_chat_session_write(s, head, p - head, body) != NGX_OK) {
-            return;
-        }
-
-        if (dest == NGX_CHAT_DEST_MESSAGES) {
-            ngx_chat_metric_inc(NGX_CHAT_M_MESSAGES_OUT, 1);
-        }
-
-        /* written (queued) on an auto subscription: delivered */
-
-        if (sub->ack == NGX_CHAT_ACK_AUTO && seq) {
-            delivered = 1;
-        }
-    }
-
-    if (delivered) {
-        ngx_chat_receipts_delivered(&s->id.user, conv.data, conv.len, seq);
     }
 }
 
@@ -1646,143 +1124,6 @@ ngx_chat_session_presence_ready(ngx_chat_session_t *s, ngx_str_t *sub_id,
 }
 
 
-void
-ngx_chat_session_reject(ngx_chat_session_t *s, const char *code,
-    const char *message, ngx_str_t *client_msg_id, ngx_str_t *receipt)
-{
-    u_char           *p;
-    size_t            len;
-    ngx_chat_blob_t  *b;
-
-    ngx_chat_metric_error(code);
-
-    if (s->closing || s->dest_subs[NGX_CHAT_DEST_ERRORS] == 0) {
-        ngx_log_error(NGX_LOG_INFO, s->log, 0,
-                      "chat: request rejected (%s: %s), the session does not "
-                      "subscribe to /user/queue/errors", code, message);
-        return;
-    }
-
-    len = sizeof("{\"type\":\"error\",\"code\":\"\",\"message\":\"\","
-                 "\"clientMsgId\":\"\",\"receiptId\":\"\"}")
-          + ngx_strlen(code) + ngx_strlen(message)
-          + (client_msg_id ? 6 * client_msg_id->len : 0)
-          + (receipt ? 6 * receipt->len : 0);
-
-    b = ngx_chat_blob_create(len);
-    if (b == NULL) {
-        return;
-    }
-
-    p = ngx_sprintf(b->data, "{\"type\":\"error\",\"code\":\"%s\","
-                    "\"message\":\"%s\"", code, message);
-
-    if (client_msg_id && client_msg_id->len) {
-        p = ngx_cpymem(p, ",\"clientMsgId\":\"", 16);
-        p = (u_char *) ngx_escape_json(p, client_msg_id->data,
-                                       client_msg_id->len);
-        *p++ = '"';
-    }
-
-    if (receipt && receipt->len) {
-        p = ngx_cpymem(p, ",\"receiptId\":\"", 14);
-        p = (u_char *) ngx_escape_json(p, receipt->data, receipt->len);
-        *p++ = '"';
-    }
-
-    *p++ = '}';
-    *p++ = '\0';
-    b->len = p - b->data;
-
-    ngx_chat_session_deliver(s, NGX_CHAT_DEST_ERRORS, NULL, 0, b);
-    ngx_chat_blob_release(b);
-}
-
-
-void
-ngx_chat_session_receipt(ngx_chat_session_t *s, ngx_str_t *receipt)
-{
-    u_char      *p, *head;
-    size_t       len;
-    ngx_uint_t   esc;
-
-    if (s->closing) {
-        return;
-    }
-
-    esc = (s->version >= 11);
-    len = sizeof("RECEIPT\n\n") + ngx_chat_header_len("receipt-id",
-                                                      receipt->data,
-                                                      receipt->len, esc);
-
-    head = ngx_alloc(len, s->log);
-    if (head == NULL) {
-        ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
-        return;
-    }
-
-    p = ngx_cpymem(head, "RECEIPT\n", sizeof("RECEIPT\n") - 1);
-    p = ngx_chat_put_header(p, "receipt-id", receipt->data, receipt->len,
-                            esc);
-    *p++ = '\n';
-    *p++ = '\0';
-
-    (void) ngx_chat_session_write(s, head, p - head, NULL);
-    ngx_free(head);
-}
-
-
-/* ERROR frame, then the connection closes */
-
-static void
-ngx_chat_session_error(ngx_chat_session_t *s, const char *msg,
-    const char *detail, ngx_str_t *receipt, uint16_t code)
-{
-    u_char      *p, *head;
-    size_t       len, dlen;
-    ngx_uint_t   esc;
-
-    if (s->closing) {
-        return;
-    }
-
-    esc = (s->version != 10);
-    dlen = detail ? ngx_strlen(detail) : 0;
-
-    ngx_chat_metric_inc(NGX_CHAT_M_ERR_PROTOCOL, 1);
-
-    len = sizeof("ERROR\nmessage:\ncontent-type:text/plain\n"
-                 "content-length:\n\n\n") + NGX_SIZE_T_LEN + dlen
-          + ngx_strlen(msg)
-          + (receipt && receipt->len
-             ? ngx_chat_header_len("receipt-id", receipt->data,
-                                   receipt->len, esc)
-             : 0);
-
-    head = ngx_alloc(len, s->log);
-
-    if (head != NULL) {
-        p = ngx_sprintf(head, "ERROR\nmessage:%s\n", msg);
-
-        if (receipt && receipt->len) {
-            p = ngx_chat_put_header(p, "receipt-id", receipt->data,
-                                    receipt->len, esc);
-        }
-
-        p = ngx_sprintf(p, "content-type:text/plain\ncontent-length:%uz\n\n",
-                        dlen);
-        p = ngx_cpymem(p, detail ? detail : "", dlen);
-        *p++ = '\0';
-
-        (void) ngx_chat_session_write(s, head, p - head, NULL);
-        ngx_free(head);
-    }
-
-    s->closing = 1;
-    ngx_chat_ws_close(s->ws, code, msg);
-}
-
-
 static void
 ngx_chat_session_timer_handler(ngx_event_t *ev)
 {
@@ -1838,25 +1179,7 @@ ngx_chat_session_timer_handler(ngx_event_t *ev)
 }
 
 
-static ngx_int_t
-ngx_chat_session_write(ngx_chat_session_t *s, u_char *head, size_t len,
-    ngx_chat_blob_t *body)
-{
-    if (ngx_chat_ws_send(s->ws, head, len, body) != NGX_OK) {
-        s->closing = 1;
-        return NGX_ERROR;
-    }
-
-    if (len != 1 || body != NULL) {
-        /* not a heart-beat */
-        ngx_chat_metric_inc(NGX_CHAT_M_FRAMES_OUT, 1);
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
+ngx_int_t
 ngx_chat_header_value(ngx_chat_stomp_frame_t *f, const char *name,
     ngx_str_t *value)
 {
@@ -1873,38 +1196,4 @@ ngx_chat_header_value(ngx_chat_stomp_frame_t *f, const char *name,
     value->len = h->value_len;
 
     return NGX_OK;
-}
-
-
-static size_t
-ngx_chat_header_len(const char *name, u_char *value, size_t len,
-    ngx_uint_t escape)
-{
-    return ngx_strlen(name) + 2
-           + (escape ? ngx_chat_stomp_escaped_len(value, len) : len);
-}
-
-
-static u_char *
-ngx_chat_put_header(u_char *p, const char *name, u_char *value, size_t len,
-    ngx_uint_t escape)
-{
-    size_t  i;
-
-    p = ngx_cpymem(p, name, ngx_strlen(name));
-    *p++ = ':';
-
-    if (escape) {
-        p = ngx_chat_stomp_escape(p, value, len);
-
-    } else {
-        /* STOMP 1.0 has no escapes: a line break may not pass */
-        for (i = 0; i < len; i++) {
-            *p++ = (value[i] == '\n' || value[i] == '\r') ? ' ' : value[i];
-        }
-    }
-
-    *p++ = '\n';
-
-    return p;
 }

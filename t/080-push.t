@@ -135,6 +135,9 @@ sub push_start {
                 '--kafka.session.timeout.ms=6000',
                 '--kafka.heartbeat.interval.ms=500');
     push @args, "--fcm-credentials=$creds" if defined $creds;
+    # one worker at a time serves the metrics port (the dry one runs beside)
+    push @args, '--metrics-listen=127.0.0.1:' . metrics_port()
+        unless $group =~ /dry/;
     push @args, "--$_=$o{$_}" for sort keys %o;
 
     local $ENV{CHAT_FCM_CREDENTIALS};
@@ -197,6 +200,20 @@ sub fcm_reset {
 
 sub fcm_port { $fcm_port }
 sub push_log { $push_log }
+
+# the push worker's Prometheus port
+my $metrics_port;
+sub metrics_port { $metrics_port //= free_port() }
+
+# chat_push_fcm_sends_total{outcome="..."}, or 0
+sub fcm_outcomes {
+    my ($outcome) = @_;
+    my (undef, undef, $text) = http_request(GET => '/metrics', [], undef,
+                                            port => metrics_port());
+    return $1 if ($text // '') =~
+        /^chat_push_fcm_sends_total\{outcome="\Q$outcome\E"\} (\d+)$/m;
+    return 0;
+}
 sub dir { $dir }
 
 sub sends {
@@ -354,7 +371,9 @@ is($t[0]{claims}{iss} . ' ' . $t[0]{claims}{aud},
    . "http://127.0.0.1:" . fcm_port() . "/token", 'iss and aud (token_uri)');
 is($t[0]{grant_type}, 'urn:ietf:params:oauth:grant-type:jwt-bearer',
    'the jwt-bearer grant');
---- tests: 8
+cmp_ok(fcm_outcomes('sent'), '>=', 2,
+       'the worker counts FCM outcomes at /metrics');
+--- tests: 9
 --- no_error_log
 [error]
 

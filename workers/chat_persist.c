@@ -1127,42 +1127,16 @@ pst_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static rd_kafka_t *
 pst_kafka_new(void)
 {
-    char                              errstr[512], st[32];
     rd_kafka_t                       *rk;
-    rd_kafka_conf_t                  *conf;
     rd_kafka_resp_err_t               err;
     rd_kafka_topic_partition_list_t  *topics;
 
-    conf = wk_kafka_conf(pst_brokers, pst_bootstrap_file, 30000,
-                         "chat-persist");
-    if (conf == NULL) {
-        return NULL;
-    }
-
-    snprintf(st, sizeof(st), "%lld", pst_session_timeout);
-
-    rd_kafka_conf_set_rebalance_cb(conf, pst_rebalance_cb);
-    rd_kafka_conf_set_error_cb(conf, pst_error_cb);
-
-    if (wk_kafka_set(conf, "group.id", pst_group_id) != 0
-        || wk_kafka_set(conf, "enable.auto.commit", "false") != 0
-        || wk_kafka_set(conf, "enable.auto.offset.store", "false") != 0
-        || wk_kafka_set(conf, "auto.offset.reset", "earliest") != 0
-        || wk_kafka_set(conf, "enable.partition.eof", "false") != 0
-        || wk_kafka_set(conf, "session.timeout.ms", st) != 0)
-    {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    rk = wk_kafka_consumer(pst_brokers, pst_bootstrap_file, "chat-persist",
+                           pst_group_id, pst_session_timeout,
+                           pst_rebalance_cb, pst_error_cb);
     if (rk == NULL) {
-        wk_error("rd_kafka_new() failed: %s", errstr);
-        rd_kafka_conf_destroy(conf);
         return NULL;
     }
-
-    rd_kafka_poll_set_consumer(rk);
 
     topics = rd_kafka_topic_partition_list_new(2);
     if (topics == NULL) {

@@ -17,6 +17,7 @@
 #include "common/wk_conf.h"
 #include "common/wk_kafka.h"
 #include "common/wk_log.h"
+#include "common/wk_metrics.h"
 #include "common/wk_proc.h"
 #include "fcm_client.h"
 #include "push_presence.h"
@@ -100,6 +101,7 @@ static long long   psh_session_timeout;
 static long long   psh_drain_timeout;
 static char       *psh_pid_file;
 static char       *psh_log_level;
+static char       *psh_metrics_listen;
 
 
 static wk_conf_t  psh_conf[] = {
@@ -164,6 +166,7 @@ static wk_conf_t  psh_conf[] = {
       &psh_pid_file, 0, 0, 0 },
     { "log-level", WK_CONF_STR, "info",
       "error, warn, info or debug", &psh_log_level, 0, 0, 0 },
+    WK_METRICS_CONF(psh_metrics_listen),
     { NULL, 0, NULL, NULL, NULL, 0, 0, 0 }
 };
 
@@ -705,6 +708,17 @@ psh_message(psh_batch_t *b)
 }
 
 
+/* FCM outcomes for Prometheus: chat_push_fcm_sends_total{outcome} */
+static void
+psh_metric_outcome(const char *outcome)
+{
+    wk_metric_add(wk_metric_label(WK_METRIC_COUNTER,
+                                  "chat_push_fcm_sends_total", "outcome",
+                                  outcome, "FCM sends by final outcome."),
+                  1);
+}
+
+
 static void
 psh_batch_sent(void *data, fcm_result_e result)
 {
@@ -719,6 +733,7 @@ psh_batch_sent(void *data, fcm_result_e result)
 
     case FCM_SENT:
         psh_stats.sent++;
+        psh_metric_outcome("sent");
         break;
 
     case FCM_BAD_TOKEN:
@@ -735,6 +750,7 @@ psh_batch_sent(void *data, fcm_result_e result)
             wk_info("deleted a device token of %s: FCM rejects it",
                     b->user);
             psh_stats.deleted++;
+            psh_metric_outcome("token_deleted");
             PQclear(res);
         }
 
@@ -749,6 +765,7 @@ psh_batch_sent(void *data, fcm_result_e result)
         }
 
         psh_stats.failed++;
+        psh_metric_outcome("given_up");
         wk_error("notification of %s about %s (seq %" PRId64 ") not sent "
                  "to one device: given up", b->user, b->conv, b->seq);
         break;
@@ -1091,43 +1108,17 @@ psh_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static rd_kafka_t *
 psh_kafka_new(int wake_fd)
 {
-    char                              errstr[512], st[32];
     rd_kafka_t                       *rk;
-    rd_kafka_conf_t                  *conf;
     rd_kafka_queue_t                 *q;
     rd_kafka_resp_err_t               err;
     rd_kafka_topic_partition_list_t  *topics;
 
-    conf = wk_kafka_conf(psh_brokers, psh_bootstrap_file, 30000,
-                         "chat-push");
-    if (conf == NULL) {
-        return NULL;
-    }
-
-    snprintf(st, sizeof(st), "%lld", psh_session_timeout);
-
-    rd_kafka_conf_set_rebalance_cb(conf, psh_rebalance_cb);
-    rd_kafka_conf_set_error_cb(conf, psh_error_cb);
-
-    if (wk_kafka_set(conf, "group.id", psh_group_id) != 0
-        || wk_kafka_set(conf, "enable.auto.commit", "false") != 0
-        || wk_kafka_set(conf, "enable.auto.offset.store", "false") != 0
-        || wk_kafka_set(conf, "auto.offset.reset", "earliest") != 0
-        || wk_kafka_set(conf, "enable.partition.eof", "false") != 0
-        || wk_kafka_set(conf, "session.timeout.ms", st) != 0)
-    {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    rk = wk_kafka_consumer(psh_brokers, psh_bootstrap_file, "chat-push",
+                           psh_group_id, psh_session_timeout,
+                           psh_rebalance_cb, psh_error_cb);
     if (rk == NULL) {
-        wk_error("rd_kafka_new() failed: %s", errstr);
-        rd_kafka_conf_destroy(conf);
         return NULL;
     }
-
-    rd_kafka_poll_set_consumer(rk);
 
     /* a byte on wake_fd when the consumer queue gets something */
     q = rd_kafka_queue_get_consumer(rk);
@@ -1249,6 +1240,10 @@ main(int argc, char **argv)
     wk_log_init(psh_spec.prog, psh_log_level);
     wk_conf_log(&psh_spec);
 
+    if (wk_metrics_start(psh_spec.prog, psh_metrics_listen) != 0) {
+        return 1;
+    }
+
     if (wk_signals_init() != 0) {
         return 1;
     }
@@ -1358,6 +1353,7 @@ done:
     psh_pg_close();
 
     psh_presence_close();
+    wk_metrics_stop();
 
     free(psh_parts);
     close(pipefd[0]);

@@ -122,3 +122,49 @@ wk_kafka_conf(const char *brokers, const char *bootstrap_file, long wait_ms,
 
     return conf;
 }
+
+
+rd_kafka_t *
+wk_kafka_consumer(const char *brokers, const char *bootstrap_file,
+    const char *client_id, const char *group, long long session_timeout,
+    void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+        rd_kafka_topic_partition_list_t *parts, void *opaque),
+    void (*error_cb)(rd_kafka_t *rk, int err, const char *reason,
+        void *opaque))
+{
+    char              errstr[512], st[32];
+    rd_kafka_t       *rk;
+    rd_kafka_conf_t  *conf;
+
+    conf = wk_kafka_conf(brokers, bootstrap_file, 30000, client_id);
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    snprintf(st, sizeof(st), "%lld", session_timeout);
+
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+
+    if (wk_kafka_set(conf, "group.id", group) != 0
+        || wk_kafka_set(conf, "enable.auto.commit", "false") != 0
+        || wk_kafka_set(conf, "enable.auto.offset.store", "false") != 0
+        || wk_kafka_set(conf, "auto.offset.reset", "earliest") != 0
+        || wk_kafka_set(conf, "enable.partition.eof", "false") != 0
+        || wk_kafka_set(conf, "session.timeout.ms", st) != 0)
+    {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (rk == NULL) {
+        wk_error("rd_kafka_new() failed: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+
+    rd_kafka_poll_set_consumer(rk);
+
+    return rk;
+}

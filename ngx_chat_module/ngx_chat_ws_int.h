@@ -1,0 +1,27 @@
+/* ngx_chat_ws_int.h: how the WebSocket handshake hands over a connection. */
+
+#ifndef _NGX_CHAT_WS_INT_H_INCLUDED_
+#define _NGX_CHAT_WS_INT_H_INCLUDED_
+
+#include "ngx_chat.h"
+#include "ngx_chat_ws.h"
+
+
+/* the connection state: ngx_chat_ws_t and what only ngx_chat_ws.c uses */
+typedef struct ngx_chat_ws_conn_s  ngx_chat_ws_conn_t;
+
+/*
+ * Allocates the connection state from r->pool, zeroed; NULL on failure.
+ * Called before the 101 is sent, so a failure can still be a 500.
+ */
+ngx_chat_ws_conn_t *ngx_chat_ws_create(ngx_http_request_t *r);
+
+/*
+ * The 101 is out and r->main->count was raised: takes over the connection
+ * (our read and write handlers) and hands it to the session. The request
+ * lives until the connection is finalized.
+ */
+void ngx_chat_ws_start(ngx_http_request_t *r, ngx_chat_ws_conn_t *wc,
+    ngx_chat_loc_conf_t *lcf, ngx_uint_t version);
+
+#endif /* _NGX_CHAT_WS_INT_H_INCLUDED_ */
