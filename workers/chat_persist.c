@@ -1106,24 +1106,6 @@ pst_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 }
 
 
-static void
-pst_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-    char  buf[512];
-
-    (void) opaque;
-
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        rd_kafka_fatal_error(rk, buf, sizeof(buf));
-        wk_error("kafka fatal error: %s", buf);
-        wk_quit = 1;
-        return;
-    }
-
-    wk_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
-}
-
-
 static rd_kafka_t *
 pst_kafka_new(void)
 {
@@ -1133,7 +1115,7 @@ pst_kafka_new(void)
 
     rk = wk_kafka_consumer(pst_brokers, pst_bootstrap_file, "chat-persist",
                            pst_group_id, pst_session_timeout,
-                           pst_rebalance_cb, pst_error_cb);
+                           pst_rebalance_cb, 1);
     if (rk == NULL) {
         return NULL;
     }

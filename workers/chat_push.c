@@ -1087,24 +1087,6 @@ psh_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 }
 
 
-static void
-psh_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-    char  buf[512];
-
-    (void) opaque;
-
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        rd_kafka_fatal_error(rk, buf, sizeof(buf));
-        wk_error("kafka fatal error: %s", buf);
-        wk_quit = 2;
-        return;
-    }
-
-    wk_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
-}
-
-
 static rd_kafka_t *
 psh_kafka_new(int wake_fd)
 {
@@ -1115,7 +1097,7 @@ psh_kafka_new(int wake_fd)
 
     rk = wk_kafka_consumer(psh_brokers, psh_bootstrap_file, "chat-push",
                            psh_group_id, psh_session_timeout,
-                           psh_rebalance_cb, psh_error_cb);
+                           psh_rebalance_cb, 2);
     if (rk == NULL) {
         return NULL;
     }

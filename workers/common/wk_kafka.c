@@ -124,13 +124,34 @@ wk_kafka_conf(const char *brokers, const char *bootstrap_file, long wait_ms,
 }
 
 
+/* what wk_kafka_consumer()'s fatal errors set wk_quit to */
+static int  wk_kafka_fatal_quit = 1;
+
+
+static void
+wk_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    char  buf[512];
+
+    (void) opaque;
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_fatal_error(rk, buf, sizeof(buf));
+        wk_error("kafka fatal error: %s", buf);
+        wk_quit = wk_kafka_fatal_quit;
+        return;
+    }
+
+    wk_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+
 rd_kafka_t *
 wk_kafka_consumer(const char *brokers, const char *bootstrap_file,
     const char *client_id, const char *group, long long session_timeout,
     void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_topic_partition_list_t *parts, void *opaque),
-    void (*error_cb)(rd_kafka_t *rk, int err, const char *reason,
-        void *opaque))
+    int fatal_quit)
 {
     char              errstr[512], st[32];
     rd_kafka_t       *rk;
@@ -144,7 +165,8 @@ wk_kafka_consumer(const char *brokers, const char *bootstrap_file,
     snprintf(st, sizeof(st), "%lld", session_timeout);
 
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    rd_kafka_conf_set_error_cb(conf, error_cb);
+    wk_kafka_fatal_quit = fatal_quit;
+    rd_kafka_conf_set_error_cb(conf, wk_kafka_error_cb);
 
     if (wk_kafka_set(conf, "group.id", group) != 0
         || wk_kafka_set(conf, "enable.auto.commit", "false") != 0
