@@ -136,8 +136,9 @@ ngx_int_t ngx_chat_messaging_init_process(ngx_cycle_t *cycle);
 void ngx_chat_messaging_exit_process(ngx_cycle_t *cycle);
 
 /*
- * ngx_chat_messaging.c: deliver an event to every session of a user on
- * every worker of every server (Redis PUBLISH on the user's channel).
+ * ngx_chat_fanout.c: deliver an event to every session of a user on
+ * every worker of every server (one Redis PUBLISH per worker the user is
+ * on).
  * destination: e.g. "/user/queue/events"; json: the body.
  */
 ngx_int_t ngx_chat_publish_to_user(ngx_str_t *user, const char *destination,

@@ -1,10 +1,13 @@
-/* ngx_chat_fanout.c: the worker's registry of users with sessions here, and
- * the delivery of what Redis publishes on their channels to those sessions. */
+/* ngx_chat_fanout.c: the worker's registry of users with sessions here, their
+ * routes in Redis, and the delivery of what is published on the worker's
+ * route to their sessions. */
 
 #include "ngx_chat_session.h"
 #include "ngx_chat_redis.h"
 #include "ngx_chat_fanout.h"
 #include "ngx_chat_presence.h"
+
+#include <openssl/rand.h>
 
 
 /* a user with at least one session in this worker */
@@ -22,8 +25,64 @@ typedef struct {
 } ngx_chat_channel_dest_t;
 
 
+static ngx_int_t ngx_chat_fanout_route(ngx_str_t *user,
+    ngx_chat_redis_script_t *script);
+static void ngx_chat_fanout_on_subscribed(u_char *channel, size_t len);
+static void ngx_chat_fanout_deliver(u_char *payload, size_t len);
+static void ngx_chat_fanout_user(u_char *channel, size_t channel_len,
+    u_char *payload, size_t len);
+static u_char *ngx_chat_fanout_head(u_char *p, u_char *end,
+    ngx_chat_dest_e *dest, ngx_str_t *mid);
+static void ngx_chat_fanout_sessions(ngx_chat_user_t *u,
+    ngx_chat_dest_e dest, ngx_str_t *mid, ngx_chat_blob_t *b);
+static ngx_chat_blob_t *ngx_chat_fanout_blob(u_char *json, u_char *end);
+
+
 static ngx_rbtree_t       ngx_chat_users;
 static ngx_rbtree_node_t  ngx_chat_users_sentinel;
+
+/* "chat:w:<route>"; the route is 16 random hex digits */
+static u_char             ngx_chat_route_channel[sizeof("chat:w:") + 16];
+static ngx_str_t          ngx_chat_route_name;
+static ngx_uint_t         ngx_chat_route_subscribed;
+
+
+/*
+ * Publishes to one user (membership events): KEYS none, ARGV user, message
+ * ("<destination>\n\n<json>").
+ */
+static ngx_chat_redis_script_t  ngx_chat_user_script = {
+    NGX_CHAT_LUA_ROUTE
+    "route({ARGV[1]}, '', ARGV[2]) "
+    "return 1",
+    ""
+};
+
+
+/* adds a route to a user: KEYS none, ARGV user, route */
+static ngx_chat_redis_script_t  ngx_chat_route_add_script = {
+    "local x = redis.call('HGET', 'chat:routes', ARGV[1]) "
+    "if x then"
+    "  for v in string.gmatch(x, '%S+') do"
+    "    if v == ARGV[2] then return 0 end"
+    "  end"
+    "  x = x .. ' ' .. ARGV[2] "
+    "else"
+    "  x = ARGV[2] "
+    "end "
+    "redis.call('HSET', 'chat:routes', ARGV[1], x) "
+    "return 1",
+    ""
+};
+
+
+/* removes a route from a user: KEYS none, ARGV user, route */
+static ngx_chat_redis_script_t  ngx_chat_route_del_script = {
+    NGX_CHAT_LUA_ROUTE
+    "unroute(ARGV[1], ARGV[2]) "
+    "return 1",
+    ""
+};
 
 
 static ngx_chat_channel_dest_t  ngx_chat_channel_dests[] = {
@@ -39,11 +98,115 @@ static ngx_chat_channel_dest_t  ngx_chat_channel_dests[] = {
 };
 
 
-void
+ngx_int_t
 ngx_chat_fanout_init(void)
 {
+    u_char  *p;
+    u_char   rnd[8];
+
     ngx_rbtree_init(&ngx_chat_users, &ngx_chat_users_sentinel,
                     ngx_str_rbtree_insert_value);
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        ngx_log_error(NGX_LOG_EMERG, ngx_cycle->log, 0,
+                      "chat: RAND_bytes() failed for the worker's route");
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ngx_chat_route_channel, "chat:w:", sizeof("chat:w:") - 1);
+    p = ngx_hex_dump(p, rnd, sizeof(rnd));
+
+    ngx_chat_route_name.data = ngx_chat_route_channel + sizeof("chat:w:") - 1;
+    ngx_chat_route_name.len = p - ngx_chat_route_name.data;
+    ngx_chat_route_subscribed = 0;
+
+    if (ngx_chat_redis_script(&ngx_chat_user_script) != NGX_OK
+        || ngx_chat_redis_script(&ngx_chat_route_add_script) != NGX_OK
+        || ngx_chat_redis_script(&ngx_chat_route_del_script) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_chat_fanout_start(void)
+{
+    ngx_chat_redis_on_subscribed(ngx_chat_fanout_on_subscribed);
+
+    return ngx_chat_redis_subscribe(ngx_chat_route_channel,
+                                    sizeof(ngx_chat_route_channel) - 1);
+}
+
+
+/*
+ * Our channel is subscribed (again): publishes that found nobody while it
+ * was not may have taken this worker's route off its users' sets.
+ */
+
+static void
+ngx_chat_fanout_on_subscribed(u_char *channel, size_t len)
+{
+    if (len != sizeof(ngx_chat_route_channel) - 1
+        || ngx_strncmp(channel, ngx_chat_route_channel, len) != 0)
+    {
+        return;
+    }
+
+    ngx_chat_route_subscribed = 1;
+    ngx_chat_fanout_reroute();
+}
+
+
+void
+ngx_chat_fanout_reroute(void)
+{
+    ngx_rbtree_node_t  *node;
+    ngx_chat_user_t    *u;
+
+    if (!ngx_chat_route_subscribed
+        || ngx_chat_users.root == &ngx_chat_users_sentinel)
+    {
+        return;
+    }
+
+    for (node = ngx_rbtree_min(ngx_chat_users.root, &ngx_chat_users_sentinel);
+         node;
+         node = ngx_rbtree_next(&ngx_chat_users, node))
+    {
+        u = (ngx_chat_user_t *) node;
+
+        if (ngx_chat_fanout_route(&u->sn.str, &ngx_chat_route_add_script)
+            != NGX_OK)
+        {
+            /* Redis is down: the next link up does this again */
+            return;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_chat_fanout_route(ngx_str_t *user, ngx_chat_redis_script_t *script)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    argv[0] = (char *) user->data;
+    argvlen[0] = user->len;
+    argv[1] = (char *) ngx_chat_route_name.data;
+    argvlen[1] = ngx_chat_route_name.len;
+
+    if (ngx_chat_redis_eval(script, ngx_chat_redis_log_reply, NULL, 0, 2,
+                            argv, argvlen)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -85,6 +248,12 @@ ngx_chat_messaging_register(ngx_chat_session_t *s)
 
         ngx_queue_init(&u->sessions);
         ngx_rbtree_insert(&ngx_chat_users, &u->sn.node);
+
+        /*
+         * With Redis down the route is added when the link is up again
+         * (ngx_chat_fanout_reroute); the user's channel serves meanwhile.
+         */
+        (void) ngx_chat_fanout_route(&u->sn.str, &ngx_chat_route_add_script);
     }
 
     ngx_queue_insert_tail(&u->sessions, &s->user_link);
@@ -107,6 +276,8 @@ ngx_chat_messaging_unregister(ngx_chat_session_t *s)
     s->user = NULL;
 
     if (ngx_queue_empty(&u->sessions)) {
+        /* if Redis is down, a publish that finds nobody removes it */
+        (void) ngx_chat_fanout_route(&u->sn.str, &ngx_chat_route_del_script);
         ngx_chat_redis_unsubscribe(u->channel.data, u->channel.len);
         ngx_rbtree_delete(&ngx_chat_users, &u->sn.node);
         ngx_free(u);
@@ -114,25 +285,16 @@ ngx_chat_messaging_unregister(ngx_chat_session_t *s)
 }
 
 
-/*
- * A publish on a user's channel: "<destination>\n<message-id>\n<json>".
- * The body is copied once into a blob that every session of the user
- * shares.
- */
-
 void
 ngx_chat_fanout_on_message(u_char *channel, size_t channel_len,
     u_char *payload, size_t len)
 {
-    u_char                   *p, *end, *mid;
-    size_t                    mid_len;
-    uint32_t                  hash;
-    ngx_str_t                 user;
-    ngx_queue_t              *q, *next;
-    ngx_chat_user_t          *u;
-    ngx_chat_blob_t          *b;
-    ngx_chat_dest_e           dest;
-    ngx_chat_channel_dest_t  *cd;
+    if (channel_len == sizeof(ngx_chat_route_channel) - 1
+        && ngx_strncmp(channel, ngx_chat_route_channel, channel_len) == 0)
+    {
+        ngx_chat_fanout_deliver(payload, len);
+        return;
+    }
 
     if (channel_len > sizeof(NGX_CHAT_PRESENCE_CHANNEL) - 1
         && ngx_strncmp(channel, NGX_CHAT_PRESENCE_CHANNEL,
@@ -141,6 +303,89 @@ ngx_chat_fanout_on_message(u_char *channel, size_t channel_len,
         ngx_chat_presence_on_message(channel, channel_len, payload, len);
         return;
     }
+
+    ngx_chat_fanout_user(channel, channel_len, payload, len);
+}
+
+
+/*
+ * A publish on this worker's route:
+ * "<user> <user>...\n<destination>\n<message-id>\n<json>".
+ * The JSON is copied once into a blob that every session of every one of
+ * those users here shares.
+ */
+
+static void
+ngx_chat_fanout_deliver(u_char *payload, size_t len)
+{
+    u_char           *p, *end, *users_end, *json;
+    uint32_t          hash;
+    ngx_str_t         user, mid;
+    ngx_chat_user_t  *u;
+    ngx_chat_blob_t  *b;
+    ngx_chat_dest_e   dest;
+
+    end = payload + len;
+
+    users_end = ngx_strlchr(payload, end, '\n');
+    if (users_end == NULL) {
+        goto invalid;
+    }
+
+    json = ngx_chat_fanout_head(users_end + 1, end, &dest, &mid);
+    if (json == NULL) {
+        goto invalid;
+    }
+
+    b = NULL;
+
+    for (p = payload; p < users_end; p = user.data + user.len + 1) {
+        user.data = p;
+        p = ngx_strlchr(p, users_end, ' ');
+        user.len = (p ? p : users_end) - user.data;
+
+        hash = ngx_crc32_short(user.data, user.len);
+        u = (ngx_chat_user_t *) ngx_str_rbtree_lookup(&ngx_chat_users, &user,
+                                                      hash);
+        if (u == NULL) {
+            continue;
+        }
+
+        if (b == NULL) {
+            b = ngx_chat_fanout_blob(json, end);
+            if (b == NULL) {
+                return;
+            }
+        }
+
+        ngx_chat_fanout_sessions(u, dest, &mid, b);
+    }
+
+    if (b) {
+        ngx_chat_blob_release(b);
+    }
+
+    return;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "chat: invalid payload on \"%s\"", ngx_chat_route_channel);
+}
+
+
+/* a publish on a user's channel: "<destination>\n<message-id>\n<json>" */
+
+static void
+ngx_chat_fanout_user(u_char *channel, size_t channel_len, u_char *payload,
+    size_t len)
+{
+    u_char           *json;
+    uint32_t          hash;
+    ngx_str_t         user, mid;
+    ngx_chat_user_t  *u;
+    ngx_chat_blob_t  *b;
+    ngx_chat_dest_e   dest;
 
     if (channel_len <= sizeof("chat:u:") - 1
         || ngx_strncmp(channel, "chat:u:", sizeof("chat:u:") - 1) != 0)
@@ -158,45 +403,90 @@ ngx_chat_fanout_on_message(u_char *channel, size_t channel_len,
         return;
     }
 
-    end = payload + len;
-
-    p = ngx_strlchr(payload, end, '\n');
-    if (p == NULL) {
-        goto invalid;
+    json = ngx_chat_fanout_head(payload, payload + len, &dest, &mid);
+    if (json == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "chat: invalid payload on \"%*s\"", channel_len,
+                      channel);
+        return;
     }
 
-    dest = NGX_CHAT_DEST_NONE;
-
-    for (cd = ngx_chat_channel_dests; cd->name; cd++) {
-        if ((size_t) (p - payload) == cd->len
-            && ngx_strncmp(payload, cd->name, cd->len) == 0)
-        {
-            dest = cd->dest;
-            break;
-        }
-    }
-
-    if (dest == NGX_CHAT_DEST_NONE) {
-        goto invalid;
-    }
-
-    mid = p + 1;
-    p = ngx_strlchr(mid, end, '\n');
-    if (p == NULL) {
-        goto invalid;
-    }
-
-    mid_len = p - mid;
-    p++;
-
-    /* the JSON and the NUL that ends the STOMP frame */
-    b = ngx_chat_blob_create(end - p + 1);
+    b = ngx_chat_fanout_blob(json, payload + len);
     if (b == NULL) {
         return;
     }
 
-    ngx_memcpy(b->data, p, end - p);
-    b->data[end - p] = '\0';
+    ngx_chat_fanout_sessions(u, dest, &mid, b);
+    ngx_chat_blob_release(b);
+}
+
+
+/* "<destination>\n<message-id>\n": returns where the JSON starts */
+
+static u_char *
+ngx_chat_fanout_head(u_char *p, u_char *end, ngx_chat_dest_e *dest,
+    ngx_str_t *mid)
+{
+    u_char                   *nl;
+    ngx_chat_channel_dest_t  *cd;
+
+    nl = ngx_strlchr(p, end, '\n');
+    if (nl == NULL) {
+        return NULL;
+    }
+
+    *dest = NGX_CHAT_DEST_NONE;
+
+    for (cd = ngx_chat_channel_dests; cd->name; cd++) {
+        if ((size_t) (nl - p) == cd->len && ngx_strncmp(p, cd->name, cd->len)
+                                            == 0)
+        {
+            *dest = cd->dest;
+            break;
+        }
+    }
+
+    if (*dest == NGX_CHAT_DEST_NONE) {
+        return NULL;
+    }
+
+    mid->data = nl + 1;
+
+    nl = ngx_strlchr(mid->data, end, '\n');
+    if (nl == NULL) {
+        return NULL;
+    }
+
+    mid->len = nl - mid->data;
+
+    return nl + 1;
+}
+
+
+/* the JSON and the NUL that ends the STOMP frame */
+
+static ngx_chat_blob_t *
+ngx_chat_fanout_blob(u_char *json, u_char *end)
+{
+    ngx_chat_blob_t  *b;
+
+    b = ngx_chat_blob_create(end - json + 1);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(b->data, json, end - json);
+    b->data[end - json] = '\0';
+
+    return b;
+}
+
+
+static void
+ngx_chat_fanout_sessions(ngx_chat_user_t *u, ngx_chat_dest_e dest,
+    ngx_str_t *mid, ngx_chat_blob_t *b)
+{
+    ngx_queue_t  *q, *next;
 
     for (q = ngx_queue_head(&u->sessions);
          q != ngx_queue_sentinel(&u->sessions);
@@ -205,17 +495,8 @@ ngx_chat_fanout_on_message(u_char *channel, size_t channel_len,
         next = ngx_queue_next(q);
         ngx_chat_session_deliver(ngx_queue_data(q, ngx_chat_session_t,
                                                 user_link),
-                                 dest, mid, mid_len, b);
+                                 dest, mid->data, mid->len, b);
     }
-
-    ngx_chat_blob_release(b);
-
-    return;
-
-invalid:
-
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                  "chat: invalid payload on \"%*s\"", channel_len, channel);
 }
 
 
@@ -225,10 +506,9 @@ ngx_chat_publish_to_user(ngx_str_t *user, const char *destination,
 {
     u_char                *p, *buf;
     size_t                 dlen;
-    const char            *argv[3];
-    size_t                 argvlen[3];
+    const char            *argv[2];
+    size_t                 argvlen[2];
     ngx_chat_redis_req_t  *req;
-    u_char                 channel[sizeof("chat:u:") + NGX_CHAT_USER_ID_MAX];
 
     if (user->len > NGX_CHAT_USER_ID_MAX) {
         return NGX_ERROR;
@@ -246,15 +526,13 @@ ngx_chat_publish_to_user(ngx_str_t *user, const char *destination,
     *p++ = '\n';
     p = ngx_cpymem(p, json, len);
 
-    argv[0] = "PUBLISH";
-    argvlen[0] = sizeof("PUBLISH") - 1;
-    argv[1] = (char *) channel;
-    argvlen[1] = ngx_sprintf(channel, "chat:u:%V", user) - channel;
-    argv[2] = (char *) buf;
-    argvlen[2] = p - buf;
+    argv[0] = (char *) user->data;
+    argvlen[0] = user->len;
+    argv[1] = (char *) buf;
+    argvlen[1] = p - buf;
 
-    req = ngx_chat_redis_command(ngx_chat_redis_log_reply, NULL, 3, argv,
-                                 argvlen);
+    req = ngx_chat_redis_eval(&ngx_chat_user_script, ngx_chat_redis_log_reply,
+                              NULL, 0, 2, argv, argvlen);
     ngx_free(buf);
 
     return req ? NGX_OK : NGX_ERROR;

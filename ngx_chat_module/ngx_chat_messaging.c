@@ -86,9 +86,9 @@ static uint64_t           ngx_chat_id_counter;
 
 /*
  * One script accepts a message: membership check, idempotency on the
- * client's id, the next seq, the publish to every member's channel and the
- * recent-history buffer, all atomic, so publish order is seq order on
- * every subscriber.
+ * client's id, the next seq, one publish to every worker that has members'
+ * sessions (ngx_chat_fanout.h) and the recent-history buffer, all atomic,
+ * so publish order is seq order on every worker.
  *
  * KEYS: members set, seq counter, membership generation, dedup key or "",
  * history list.
@@ -98,6 +98,7 @@ static uint64_t           ngx_chat_id_counter;
  * {0, ""} (not a member) or {-1, generation} (rebuild the cache first).
  */
 static ngx_chat_redis_script_t  ngx_chat_send_script = {
+    NGX_CHAT_LUA_ROUTE
     "if redis.call('EXISTS', KEYS[1]) == 0"
     " or redis.call('EXISTS', KEYS[2]) == 0 then"
     "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
@@ -109,10 +110,7 @@ static ngx_chat_redis_script_t  ngx_chat_send_script = {
     "end "
     "local seq = redis.call('INCR', KEYS[2]) "
     "local json = ARGV[3] .. seq .. ARGV[4] "
-    "local msg = ARGV[2] .. json "
-    "for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do"
-    "  if m ~= '' then redis.call('PUBLISH', 'chat:u:' .. m, msg) end "
-    "end "
+    "route(redis.call('SMEMBERS', KEYS[1]), '', ARGV[2] .. json) "
     "redis.call('LPUSH', KEYS[5], json) "
     "redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[6]) - 1) "
     "if KEYS[4] ~= '' then"
@@ -130,6 +128,7 @@ static ngx_chat_redis_script_t  ngx_chat_send_script = {
  * {-1, generation} as above.
  */
 static ngx_chat_redis_script_t  ngx_chat_relay_script = {
+    NGX_CHAT_LUA_ROUTE
     "if redis.call('EXISTS', KEYS[1]) == 0"
     " or redis.call('EXISTS', KEYS[2]) == 0 then"
     "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
@@ -137,10 +136,7 @@ static ngx_chat_redis_script_t  ngx_chat_relay_script = {
     "  return {0, ''} end "
     "if tonumber(ARGV[3]) > 0 and not redis.call('SET', KEYS[4], '1',"
     " 'PX', ARGV[3], 'NX') then return {1, ''} end "
-    "for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do"
-    "  if m ~= '' and m ~= ARGV[1] then"
-    "    redis.call('PUBLISH', 'chat:u:' .. m, ARGV[2]) end "
-    "end "
+    "route(redis.call('SMEMBERS', KEYS[1]), ARGV[1], ARGV[2]) "
     "return {1, ''}",
     ""
 };
@@ -157,6 +153,7 @@ static ngx_chat_redis_script_t  ngx_chat_relay_script = {
  * {-1, generation} as above.
  */
 static ngx_chat_redis_script_t  ngx_chat_read_script = {
+    NGX_CHAT_LUA_ROUTE
     "if redis.call('EXISTS', KEYS[1]) == 0"
     " or redis.call('EXISTS', KEYS[2]) == 0 then"
     "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
@@ -169,11 +166,8 @@ static ngx_chat_redis_script_t  ngx_chat_read_script = {
     "redis.call('HSET', KEYS[4], ARGV[1], want) "
     "local dl = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0') "
     "if dl < want then redis.call('HSET', KEYS[5], ARGV[1], want) end "
-    "local msg = ARGV[3] .. want .. ARGV[4] "
-    "for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do"
-    "  if m ~= '' and m ~= ARGV[1] then"
-    "    redis.call('PUBLISH', 'chat:u:' .. m, msg) end "
-    "end "
+    "route(redis.call('SMEMBERS', KEYS[1]), ARGV[1],"
+    "      ARGV[3] .. want .. ARGV[4]) "
     "return {1, tostring(want)}",
     ""
 };
@@ -247,7 +241,9 @@ ngx_chat_messaging_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    ngx_chat_fanout_init();
+    if (ngx_chat_fanout_init() != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (ngx_chat_redis_script(&ngx_chat_send_script) != NGX_OK
         || ngx_chat_redis_script(&ngx_chat_relay_script) != NGX_OK
@@ -258,15 +254,23 @@ ngx_chat_messaging_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_chat_redis_init(cycle, mcf->redis, mcf->redis_timeout,
-                               ngx_chat_fanout_on_message,
-                               ngx_chat_messaging_on_state);
+    if (ngx_chat_redis_init(cycle, mcf->redis, mcf->redis_timeout,
+                            ngx_chat_fanout_on_message,
+                            ngx_chat_messaging_on_state)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_chat_fanout_start();
 }
 
 
 /*
- * Marks when this Redis's data began, if nobody did yet: counters of
- * conversations older than that were lost (see the rebuild script).
+ * The command link is up: this worker's users go back on their routes
+ * (Redis may have restarted empty), and the time this Redis's data began is
+ * marked if nobody did yet: counters of conversations older than that were
+ * lost (see the rebuild script).
  */
 
 static void
@@ -280,6 +284,8 @@ ngx_chat_messaging_on_state(ngx_uint_t up)
     if (!up) {
         return;
     }
+
+    ngx_chat_fanout_reroute();
 
     p = ngx_sprintf(ms, "%uL", ngx_chat_now_ms());
 

@@ -3,6 +3,7 @@
 
 #include "ngx_chat_receipts.h"
 #include "ngx_chat_redis.h"
+#include "ngx_chat_fanout.h"
 
 
 #define NGX_CHAT_RECEIPTS_CONV_MAX  36
@@ -43,6 +44,7 @@ static ngx_uint_t          ngx_chat_receipts_ready;
  */
 static ngx_chat_redis_script_t  ngx_chat_receipts_script = {
     NGX_CHAT_LUA_NOW_ISO
+    NGX_CHAT_LUA_ROUTE
     "local cached = redis.call('EXISTS', KEYS[2]) == 1 "
     "if cached and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then"
     "  return -1 end "
@@ -56,11 +58,8 @@ static ngx_chat_redis_script_t  ngx_chat_receipts_script = {
     "  .. cjson.encode(ARGV[3]) .. ',\"userId\":' .. cjson.encode(ARGV[1])"
     "  .. ',\"seq\":' .. want .. ',\"at\":\"' .. iso(now) .. '\"}' "
     "if cached then"
-    "  local msg = '/user/queue/receipts\\n\\n' .. json"
-    "  for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do"
-    "    if m ~= '' and m ~= ARGV[1] then"
-    "      redis.call('PUBLISH', 'chat:u:' .. m, msg) end"
-    "  end "
+    "  route(redis.call('SMEMBERS', KEYS[2]), ARGV[1],"
+    "        '/user/queue/receipts\\n\\n' .. json) "
     "end "
     "return json",
     ""

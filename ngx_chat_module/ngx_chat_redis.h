@@ -79,6 +79,14 @@ ngx_int_t ngx_chat_redis_subscribe(u_char *channel, size_t len);
 void ngx_chat_redis_unsubscribe(u_char *channel, size_t len);
 
 /*
+ * Called when Redis confirms a SUBSCRIBE (the first one and every one after
+ * a reconnect): from then on the channel's messages reach this worker.
+ */
+typedef void (*ngx_chat_redis_subscribed_pt)(u_char *channel, size_t len);
+
+void ngx_chat_redis_on_subscribed(ngx_chat_redis_subscribed_pt handler);
+
+/*
  * Lua for scripts that stamp what they publish with Redis's clock: "now"
  * (ms) and iso(ms), RFC 3339 UTC with milliseconds.
  */

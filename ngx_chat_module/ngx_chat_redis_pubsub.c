@@ -29,6 +29,9 @@ static ngx_int_t ngx_chat_redis_sub_send(const char *verb, u_char *channel,
     size_t len);
 
 
+static ngx_chat_redis_subscribed_pt  ngx_chat_redis_subscribed;
+
+
 void
 ngx_chat_redis_sub_init(ngx_chat_redis_t *r)
 {
@@ -38,6 +41,13 @@ ngx_chat_redis_sub_init(ngx_chat_redis_t *r)
     r->sub.on_connect = ngx_chat_redis_sub_connect;
     r->sub.on_close = ngx_chat_redis_sub_close;
     r->sub.on_reply = ngx_chat_redis_sub_reply;
+}
+
+
+void
+ngx_chat_redis_on_subscribed(ngx_chat_redis_subscribed_pt handler)
+{
+    ngx_chat_redis_subscribed = handler;
 }
 
 
@@ -268,12 +278,29 @@ ngx_chat_redis_sub_reply(ngx_chat_redis_link_t *link, redisReply *reply)
     channel = reply->element[1];
     payload = reply->element[2];
 
-    if (kind->type != REDIS_REPLY_STRING || kind->len != 7
-        || ngx_strncmp(kind->str, "message", 7) != 0
-        || channel->type != REDIS_REPLY_STRING
+    if (kind->type != REDIS_REPLY_STRING
+        || channel->type != REDIS_REPLY_STRING)
+    {
+        return NGX_OK;
+    }
+
+    if (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0) {
+
+        if (ngx_chat_redis_subscribed
+            && ngx_chat_redis_channel((u_char *) channel->str, channel->len,
+                                      &hash)
+               != NULL)
+        {
+            ngx_chat_redis_subscribed((u_char *) channel->str, channel->len);
+        }
+
+        return NGX_OK;
+    }
+
+    if (kind->len != 7 || ngx_strncmp(kind->str, "message", 7) != 0
         || payload->type != REDIS_REPLY_STRING)
     {
-        /* subscribe and unsubscribe confirmations */
+        /* unsubscribe confirmations */
         return NGX_OK;
     }
 

@@ -475,3 +475,59 @@ ok($t, 'after the interval the next one is relayed');
 ok($b->stomp_silent(0.3), 'and nothing more');
 --- no_error_log
 [error]
+
+
+
+=== TEST 18: one publish per worker: a user's routes name the workers with sessions
+--- workers: 2
+--- tests: 7
+--- config
+$TEST_NGINX_CHAT_CONFIG
+--- perl
+sub routes {
+    my $r = redis_cmd('HGET', 'chat:routes', $_[0]);
+    return [sort split / /, $r // ''];
+}
+sub wait_routes {
+    my ($user, $want) = @_;
+    my $r;
+    for (1 .. 50) {
+        $r = routes($user);
+        return $r if $want->($r);
+        select(undef, undef, undef, 0.1);
+    }
+    return $r;
+}
+my $a = member('alice18');
+my @b = map { member('bob18') } 1 .. 6;
+my $conv = conversation('alice18', 'direct', 'bob18');
+my $r = wait_routes('bob18', sub { @{$_[0]} >= 1 });
+ok(@$r >= 1 && @$r <= 2 && !grep(!/^[0-9a-f]{16}$/, @$r),
+   'one route per worker with sessions of the user: ' . join(',', @$r));
+# a worker that died without saying so left its route behind
+redis_cmd('HSET', 'chat:routes', 'bob18',
+          join(' ', @$r, 'deadbeefdeadbeef'));
+send_msg($a, $conv, 'routed');
+my $got = grep { my $m = $_->stomp_message('/user/queue/messages', 3);
+                 $m && $m->{content} eq 'routed' } @b;
+is($got, 6, 'every session got the message once');
+is_deeply(routes('bob18'), $r, 'the dead route was dropped by the publish');
+ok(!(grep { $_->stomp_message('/user/queue/messages', 0.3) } @b),
+   'and no session got it twice');
+# routes lost (Redis lost them): the user's own channel still delivers
+redis_cmd('DEL', 'chat:routes');
+send_msg($a, $conv, 'no route');
+$got = grep { my $m = $_->stomp_message('/user/queue/messages', 3);
+              $m && $m->{content} eq 'no route' } @b;
+is($got, 6, 'without routes the user channel delivers');
+# the pub/sub links come back: the workers put their users back
+redis_cmd('CLIENT', 'KILL', 'TYPE', 'pubsub');
+is_deeply(wait_routes('bob18', sub { @{$_[0]} == @$r }), $r,
+          'routes are back after the pub/sub link reconnected');
+$_->close for @b;
+is_deeply(wait_routes('bob18', sub { !@{$_[0]} }), [],
+          'the last session gone, no route is left');
+--- no_error_log
+[alert]
+[crit]
+segfault
