@@ -35,6 +35,10 @@ static u_char *ngx_chat_fanout_head(u_char *p, u_char *end,
     ngx_chat_dest_e *dest, ngx_str_t *mid);
 static void ngx_chat_fanout_sessions(ngx_chat_user_t *u,
     ngx_chat_dest_e dest, ngx_str_t *mid, ngx_chat_blob_t *b);
+static void ngx_chat_fanout_body(ngx_chat_user_t **users, ngx_uint_t n,
+    ngx_chat_dest_e dest, ngx_str_t *mid, u_char *json, u_char *end);
+static ngx_int_t ngx_chat_fanout_about(u_char *json, u_char *end,
+    ngx_str_t *user);
 static ngx_chat_blob_t *ngx_chat_fanout_blob(u_char *json, u_char *end);
 
 
@@ -45,6 +49,10 @@ static ngx_rbtree_node_t  ngx_chat_users_sentinel;
 static u_char             ngx_chat_route_channel[sizeof("chat:w:") + 16];
 static ngx_str_t          ngx_chat_route_name;
 static ngx_uint_t         ngx_chat_route_subscribed;
+
+/* the users of one publish that have sessions here */
+static ngx_chat_user_t  **ngx_chat_fanout_local;
+static ngx_uint_t         ngx_chat_fanout_nlocal;
 
 
 /*
@@ -311,19 +319,17 @@ ngx_chat_fanout_on_message(u_char *channel, size_t channel_len,
 /*
  * A publish on this worker's route:
  * "<user> <user>...\n<destination>\n<message-id>\n<json>".
- * The JSON is copied once into a blob that every session of every one of
- * those users here shares.
  */
 
 static void
 ngx_chat_fanout_deliver(u_char *payload, size_t len)
 {
-    u_char           *p, *end, *users_end, *json;
-    uint32_t          hash;
-    ngx_str_t         user, mid;
-    ngx_chat_user_t  *u;
-    ngx_chat_blob_t  *b;
-    ngx_chat_dest_e   dest;
+    u_char            *p, *end, *users_end, *json;
+    uint32_t           hash;
+    ngx_str_t          user, mid;
+    ngx_uint_t         n, max;
+    ngx_chat_user_t   *u, **local;
+    ngx_chat_dest_e    dest;
 
     end = payload + len;
 
@@ -337,7 +343,25 @@ ngx_chat_fanout_deliver(u_char *payload, size_t len)
         goto invalid;
     }
 
-    b = NULL;
+    /* at most one user per two bytes ("u ") */
+
+    max = (users_end - payload + 1) / 2;
+
+    if (max > ngx_chat_fanout_nlocal) {
+        local = ngx_alloc(max * sizeof(ngx_chat_user_t *), ngx_cycle->log);
+        if (local == NULL) {
+            return;
+        }
+
+        if (ngx_chat_fanout_local) {
+            ngx_free(ngx_chat_fanout_local);
+        }
+
+        ngx_chat_fanout_local = local;
+        ngx_chat_fanout_nlocal = max;
+    }
+
+    n = 0;
 
     for (p = payload; p < users_end; p = user.data + user.len + 1) {
         user.data = p;
@@ -347,22 +371,13 @@ ngx_chat_fanout_deliver(u_char *payload, size_t len)
         hash = ngx_crc32_short(user.data, user.len);
         u = (ngx_chat_user_t *) ngx_str_rbtree_lookup(&ngx_chat_users, &user,
                                                       hash);
-        if (u == NULL) {
-            continue;
+        if (u && n < max) {
+            ngx_chat_fanout_local[n++] = u;
         }
-
-        if (b == NULL) {
-            b = ngx_chat_fanout_blob(json, end);
-            if (b == NULL) {
-                return;
-            }
-        }
-
-        ngx_chat_fanout_sessions(u, dest, &mid, b);
     }
 
-    if (b) {
-        ngx_chat_blob_release(b);
+    if (n) {
+        ngx_chat_fanout_body(ngx_chat_fanout_local, n, dest, &mid, json, end);
     }
 
     return;
@@ -384,7 +399,6 @@ ngx_chat_fanout_user(u_char *channel, size_t channel_len, u_char *payload,
     uint32_t          hash;
     ngx_str_t         user, mid;
     ngx_chat_user_t  *u;
-    ngx_chat_blob_t  *b;
     ngx_chat_dest_e   dest;
 
     if (channel_len <= sizeof("chat:u:") - 1
@@ -411,13 +425,90 @@ ngx_chat_fanout_user(u_char *channel, size_t channel_len, u_char *payload,
         return;
     }
 
-    b = ngx_chat_fanout_blob(json, payload + len);
-    if (b == NULL) {
-        return;
+    ngx_chat_fanout_body(&u, 1, dest, &mid, json, payload + len);
+}
+
+
+/*
+ * The body goes to every session of the users, copied once into a blob
+ * they share. Receipts come as lines, one receipt each, and a user does
+ * not get the receipt about the user.
+ */
+
+static void
+ngx_chat_fanout_body(ngx_chat_user_t **users, ngx_uint_t n,
+    ngx_chat_dest_e dest, ngx_str_t *mid, u_char *json, u_char *end)
+{
+    u_char           *nl;
+    ngx_str_t         about;
+    ngx_uint_t        i;
+    ngx_chat_blob_t  *b;
+
+    for ( /* void */ ; json < end; json = nl + 1) {
+
+        if (dest == NGX_CHAT_DEST_RECEIPTS) {
+            nl = ngx_strlchr(json, end, '\n');
+            if (nl == NULL) {
+                nl = end;
+            }
+
+            if (ngx_chat_fanout_about(json, nl, &about) != NGX_OK) {
+                ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                              "chat: a receipt without userId: \"%*s\"",
+                              nl - json, json);
+                continue;
+            }
+
+        } else {
+            nl = end;
+            ngx_str_null(&about);
+        }
+
+        b = ngx_chat_fanout_blob(json, nl);
+        if (b == NULL) {
+            return;
+        }
+
+        for (i = 0; i < n; i++) {
+            if (about.len == users[i]->sn.str.len
+                && ngx_strncmp(about.data, users[i]->sn.str.data, about.len)
+                   == 0)
+            {
+                continue;
+            }
+
+            ngx_chat_fanout_sessions(users[i], dest, mid, b);
+        }
+
+        ngx_chat_blob_release(b);
+    }
+}
+
+
+/* the "userId" a receipt is about (user ids need no JSON escapes) */
+
+static ngx_int_t
+ngx_chat_fanout_about(u_char *json, u_char *end, ngx_str_t *user)
+{
+    u_char  *p, *q;
+
+    p = ngx_strlcasestrn(json, end, (u_char *) "\"userId\":\"",
+                         sizeof("\"userId\":\"") - 2);
+    if (p == NULL) {
+        return NGX_DECLINED;
     }
 
-    ngx_chat_fanout_sessions(u, dest, &mid, b);
-    ngx_chat_blob_release(b);
+    p += sizeof("\"userId\":\"") - 1;
+
+    q = ngx_strlchr(p, end, '"');
+    if (q == NULL || q == p) {
+        return NGX_DECLINED;
+    }
+
+    user->data = p;
+    user->len = q - p;
+
+    return NGX_OK;
 }
 
 

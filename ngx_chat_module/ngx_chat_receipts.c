@@ -32,36 +32,42 @@ static ngx_uint_t          ngx_chat_receipts_ready;
 
 
 /*
- * A delivered watermark: it only moves forward, and is at least the read
- * one (read implies delivered); a move is relayed to the other members
- * when the membership cache is there (without it, it is only recorded:
- * the next move relays the watermark, which then includes this one).
- * A user who is no longer a member is ignored.
+ * Delivered watermarks of one conversation, a batch of users: each only
+ * moves forward, and is at least the read one (read implies delivered);
+ * the moves are relayed to the members in one publish per worker when the
+ * membership cache is there (without it, they are only recorded: the next
+ * move relays the watermark, which then includes this one). A user who is
+ * no longer a member is ignored. The receipts travel as lines of one
+ * publish; each worker leaves out a user's own receipt.
  *
- * KEYS: chat:dl:<conv>, chat:m:<conv>, chat:r:<conv>. ARGV: user, seq,
- * conversationId. Returns the receipt's JSON when the watermark moved, 0
- * (no move) or -1 (not a member).
+ * KEYS: chat:dl:<conv>, chat:m:<conv>, chat:r:<conv>. ARGV: conversationId,
+ * then user, seq pairs. Returns the JSON of every watermark that moved.
  */
 static ngx_chat_redis_script_t  ngx_chat_receipts_script = {
     NGX_CHAT_LUA_NOW_ISO
     NGX_CHAT_LUA_ROUTE
     "local cached = redis.call('EXISTS', KEYS[2]) == 1 "
-    "if cached and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then"
-    "  return -1 end "
-    "local want = ARGV[2] "
-    "local rd = redis.call('HGET', KEYS[3], ARGV[1]) "
-    "if rd and tonumber(rd) > tonumber(want) then want = rd end "
-    "local old = redis.call('HGET', KEYS[1], ARGV[1]) "
-    "if old and tonumber(old) >= tonumber(want) then return 0 end "
-    "redis.call('HSET', KEYS[1], ARGV[1], want) "
-    "local json = '{\"type\":\"delivered\",\"conversationId\":'"
-    "  .. cjson.encode(ARGV[3]) .. ',\"userId\":' .. cjson.encode(ARGV[1])"
-    "  .. ',\"seq\":' .. want .. ',\"at\":\"' .. iso(now) .. '\"}' "
-    "if cached then"
-    "  route(redis.call('SMEMBERS', KEYS[2]), ARGV[1],"
-    "        '/user/queue/receipts\\n\\n' .. json) "
+    "local conv = cjson.encode(ARGV[1]) "
+    "local out = {} "
+    "for i = 2, #ARGV - 1, 2 do"
+    "  local u, want = ARGV[i], ARGV[i + 1]"
+    "  if not cached or redis.call('SISMEMBER', KEYS[2], u) == 1 then"
+    "    local rd = redis.call('HGET', KEYS[3], u)"
+    "    if rd and tonumber(rd) > tonumber(want) then want = rd end"
+    "    local old = redis.call('HGET', KEYS[1], u)"
+    "    if not old or tonumber(old) < tonumber(want) then"
+    "      redis.call('HSET', KEYS[1], u, want)"
+    "      out[#out + 1] = '{\"type\":\"delivered\",\"conversationId\":'"
+    "        .. conv .. ',\"userId\":' .. cjson.encode(u)"
+    "        .. ',\"seq\":' .. want .. ',\"at\":\"' .. iso(now) .. '\"}'"
+    "    end"
+    "  end "
     "end "
-    "return json",
+    "if cached and #out > 0 then"
+    "  route(redis.call('SMEMBERS', KEYS[2]), '',"
+    "        '/user/queue/receipts\\n\\n' .. table.concat(out, '\\n')) "
+    "end "
+    "return out",
     ""
 };
 
@@ -165,24 +171,67 @@ ngx_chat_receipts_delivered(ngx_str_t *user, u_char *conv, size_t conv_len,
 }
 
 
-/* one script call per (user, conversation), all written at once */
+/* the flush: one script call per conversation (and per batch of users) */
+
+static int ngx_libc_cdecl
+ngx_chat_receipts_cmp(const void *one, const void *two)
+{
+    size_t                     l1, l2;
+    ngx_int_t                  rc;
+    const ngx_chat_receipt_t  *a, *b;
+
+    a = *(const ngx_chat_receipt_t **) one;
+    b = *(const ngx_chat_receipt_t **) two;
+
+    l1 = a->sn.str.len - a->user_len - 1;
+    l2 = b->sn.str.len - b->user_len - 1;
+
+    rc = ngx_memn2cmp(a->sn.str.data + a->user_len + 1,
+                      b->sn.str.data + b->user_len + 1, l1, l2);
+
+    return (int) rc;
+}
+
 
 static void
 ngx_chat_receipts_flush(ngx_event_t *ev)
 {
-    u_char              *conv;
-    size_t               conv_len;
-    ngx_uint_t           failed;
-    ngx_queue_t         *q;
-    const char          *argv[6];
-    size_t               lens[6];
-    ngx_chat_receipt_t  *r;
-    u_char               dl[sizeof("chat:dl:") + NGX_CHAT_RECEIPTS_CONV_MAX];
-    u_char               m[sizeof("chat:m:") + NGX_CHAT_RECEIPTS_CONV_MAX];
-    u_char               rd[sizeof("chat:r:") + NGX_CHAT_RECEIPTS_CONV_MAX];
-    u_char               seq[NGX_INT64_LEN];
+    u_char               *conv, *p;
+    size_t                conv_len;
+    ngx_uint_t            i, j, n, k, argc;
+    ngx_queue_t          *q;
+    const char          **argv;
+    size_t               *lens;
+    ngx_chat_receipt_t  **all, *r;
+    u_char                dl[sizeof("chat:dl:") + NGX_CHAT_RECEIPTS_CONV_MAX];
+    u_char                m[sizeof("chat:m:") + NGX_CHAT_RECEIPTS_CONV_MAX];
+    u_char                rd[sizeof("chat:r:") + NGX_CHAT_RECEIPTS_CONV_MAX];
+    u_char               *seqs;
 
-    failed = 0;
+    n = 0;
+
+    for (q = ngx_queue_head(&ngx_chat_receipts_queue);
+         q != ngx_queue_sentinel(&ngx_chat_receipts_queue);
+         q = ngx_queue_next(q))
+    {
+        n++;
+    }
+
+    if (n == 0) {
+        return;
+    }
+
+    all = ngx_alloc(n * sizeof(ngx_chat_receipt_t *)
+                    + (4 + 2 * NGX_CHAT_RECEIPTS_BATCH)
+                      * (sizeof(char *) + sizeof(size_t))
+                    + NGX_CHAT_RECEIPTS_BATCH * NGX_INT64_LEN,
+                    ngx_cycle->log);
+
+    argv = (const char **) (all + n);
+    lens = (size_t *) (argv + 4 + 2 * NGX_CHAT_RECEIPTS_BATCH);
+    seqs = (u_char *) (lens + 4 + 2 * NGX_CHAT_RECEIPTS_BATCH);
+
+    i = 0;
 
     while (!ngx_queue_empty(&ngx_chat_receipts_queue)) {
         q = ngx_queue_head(&ngx_chat_receipts_queue);
@@ -191,6 +240,25 @@ ngx_chat_receipts_flush(ngx_event_t *ev)
         ngx_queue_remove(q);
         ngx_rbtree_delete(&ngx_chat_receipts_tree, &r->sn.node);
 
+        if (all == NULL) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "chat: delivered watermark of \"%*s\" lost, "
+                          "no memory", r->sn.str.len, r->sn.str.data);
+            ngx_free(r);
+            continue;
+        }
+
+        all[i++] = r;
+    }
+
+    if (all == NULL) {
+        return;
+    }
+
+    ngx_qsort(all, n, sizeof(ngx_chat_receipt_t *), ngx_chat_receipts_cmp);
+
+    for (i = 0; i < n; i = j) {
+        r = all[i];
         conv = r->sn.str.data + r->user_len + 1;
         conv_len = r->sn.str.len - r->user_len - 1;
 
@@ -200,31 +268,42 @@ ngx_chat_receipts_flush(ngx_event_t *ev)
         lens[1] = ngx_sprintf(m, "chat:m:%*s", conv_len, conv) - m;
         argv[2] = (char *) rd;
         lens[2] = ngx_sprintf(rd, "chat:r:%*s", conv_len, conv) - rd;
-        argv[3] = (char *) r->sn.str.data;
-        lens[3] = r->user_len;
-        argv[4] = (char *) seq;
-        lens[4] = ngx_sprintf(seq, "%uL", r->seq) - seq;
-        argv[5] = (char *) conv;
-        lens[5] = conv_len;
+        argv[3] = (char *) conv;
+        lens[3] = conv_len;
+        argc = 4;
+        p = seqs;
 
-        if (!failed
-            && ngx_chat_redis_eval(&ngx_chat_receipts_script,
-                                   ngx_chat_receipts_reply, NULL, 3, 6, argv,
-                                   lens)
-               == NULL)
+        for (j = i, k = 0;
+             j < n && k < NGX_CHAT_RECEIPTS_BATCH
+             && ngx_chat_receipts_cmp(&all[i], &all[j]) == 0;
+             j++, k++)
         {
-            failed = 1;
+            argv[argc] = (char *) all[j]->sn.str.data;
+            lens[argc++] = all[j]->user_len;
+            argv[argc] = (char *) p;
+            p = ngx_sprintf(p, "%uL", all[j]->seq);
+            lens[argc] = p - (u_char *) argv[argc];
+            argc++;
         }
 
-        if (failed) {
+        if (ngx_chat_redis_eval(&ngx_chat_receipts_script,
+                                ngx_chat_receipts_reply, NULL, 3, argc, argv,
+                                lens)
+            == NULL)
+        {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "chat: delivered watermark of \"%*s\" lost, "
-                          "Redis is unavailable", r->sn.str.len,
-                          r->sn.str.data);
+                          "chat: %ui delivered watermarks of \"%*s\" lost, "
+                          "Redis is unavailable", k, conv_len, conv);
         }
 
-        ngx_free(r);
+        /* (the eval copied its arguments) */
+
+        while (i < j) {
+            ngx_free(all[i++]);
+        }
     }
+
+    ngx_free(all);
 }
 
 
@@ -233,6 +312,9 @@ ngx_chat_receipts_flush(ngx_event_t *ev)
 static void
 ngx_chat_receipts_reply(redisReply *reply, void *data)
 {
+    size_t       i;
+    redisReply  *e;
+
     if (reply == NULL) {
         return;
     }
@@ -244,8 +326,16 @@ ngx_chat_receipts_reply(redisReply *reply, void *data)
         return;
     }
 
-    if (reply->type == REDIS_REPLY_STRING) {
-        ngx_chat_receipts_produce((u_char *) reply->str, reply->len);
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        e = reply->element[i];
+
+        if (e->type == REDIS_REPLY_STRING) {
+            ngx_chat_receipts_produce((u_char *) e->str, e->len);
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 
 #define NGX_CHAT_RECEIPTS_FLUSH    1000    /* ms: at most this late */
+#define NGX_CHAT_RECEIPTS_BATCH    256     /* users per script call */
 
 
 ngx_int_t ngx_chat_receipts_init_process(ngx_cycle_t *cycle);

@@ -239,6 +239,35 @@ ok(!receipt($a, 'delivered', 1.5), 'carol has no session: nothing');
 
 
 
+=== TEST 6b: watermarks that move together travel together, none to its own user
+--- workers: 2
+--- tests: 4
+--- config
+$TEST_NGINX_CHAT_CONFIG
+--- perl
+my $conv = conversation('alice6b', 'group', 'bob6b', 'carol6b');
+my %c = map { my $c = member($_); $c->subscribe('/user/queue/receipts', 'r');
+              ($_ => $c) } qw(alice6b bob6b carol6b);
+send_msg($c{alice6b}, $conv, 'hi');
+$c{$_}->stomp_message('/user/queue/messages', 3) for keys %c;
+my %got;
+for my $u (sort keys %c) {
+    while (my $r = receipt($c{$u}, 'delivered', 2.5)) {
+        push @{ $got{$u} }, "$r->{userId}:$r->{seq}";
+    }
+}
+is(join(' ', sort @{ $got{alice6b} || [] }), 'bob6b:1 carol6b:1',
+   'the sender hears of both others');
+is(join(' ', sort @{ $got{bob6b} || [] }), 'alice6b:1 carol6b:1',
+   'bob of alice and carol');
+is(join(' ', sort @{ $got{carol6b} || [] }), 'alice6b:1 bob6b:1',
+   'carol of alice and bob');
+is(redis_cmd('HGET', "chat:dl:$conv", 'carol6b'), 1, 'recorded in Redis');
+--- no_error_log
+[error]
+
+
+
 === TEST 7: watermarks never move back (client-individual)
 --- tests: 4
 --- config
