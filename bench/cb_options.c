@@ -40,7 +40,8 @@ cb_usage(int rc)
 "  --connect-timeout S            give up on setup after S (120)\n"
 "  --max-time S                   hard stop (600)\n"
 "  --procs N                      load-generator processes, each over a\n"
-"                                 slice of the users (1)\n"
+"                                 slice of the users, sharing --inflight,\n"
+"                                 --window and --publishers (1)\n"
 "  --label S --json FILE          the results' label and JSON file\n");
     exit(rc);
 }

@@ -190,7 +190,7 @@ server_down() {
 # bench SYSTEM SCENARIO LABEL N ARGS...: one chat_bench run of N sessions,
 # its JSON in results/SYSTEM-SCENARIO[-LABEL].json
 bench() {
-    local sys=$1 sc=$2 label=$3 n=$4 name procs
+    local sys=$1 sc=$2 label=$3 n=$4 name procs pause
     shift 4
 
     name=$sys-$sc${label:+-$label}
@@ -201,8 +201,8 @@ bench() {
     fi
 
     procs=$(procs_for "$n")
-    chat_log "$name: $n sessions, $procs load-generator process(es)$(
-             [ -n "$SERVER_WORKERS" ] && echo ", $SERVER_WORKERS nginx workers")"
+    chat_log "$name: $n sessions, $procs load-generator process(es)" \
+             "${SERVER_WORKERS:+($SERVER_WORKERS nginx workers)}"
 
     timeout $((CONNECT_TIMEOUT + 120)) "$TOOL" --system "$sys" \
         --scenario "$sc" --connect-timeout "$CONNECT_TIMEOUT" \
@@ -213,8 +213,10 @@ bench() {
 
     [ -s "$RESULTS/$name.json" ] || note "$name: no result (see $LOG)"
 
-    # the server tears the sessions down before the next scenario
-    sleep "${BENCH_PAUSE:-2}"
+    # the server tears the sessions down before the next scenario (or
+    # before it stops): a second per 10,000 sessions, 2 s at least
+    pause=${BENCH_PAUSE:-$(( n / 10000 > 2 ? n / 10000 : 2 ))}
+    sleep "$pause"
 }
 
 # scenarios SYSTEM ARGS...: every scenario the system takes part in
