@@ -3,8 +3,10 @@
 
 BENCH_BIN_DIR ?= $(or $(BIN),build/bin)
 BENCH_TOOL     = $(BENCH_BIN_DIR)/chat_bench
-BENCH_SRCS     = bench/chat_bench.c bench/cb_hist.c bench/cb_setup.c
-BENCH_HDRS     = bench/cb_hist.h bench/cb_setup.h
+BENCH_SRCS     = bench/chat_bench.c bench/cb_stomp.c bench/cb_proc.c \
+                 bench/cb_procs.c bench/cb_report.c bench/cb_options.c \
+                 bench/cb_hist.c bench/cb_setup.c
+BENCH_HDRS     = bench/cb_bench.h bench/cb_hist.h bench/cb_setup.h
 BENCH_WARN    ?= -Wall -Wextra -Werror -Wno-unused-parameter
 BENCH_MODULE   = build/nginx/objs/ngx_chat_module.so
 

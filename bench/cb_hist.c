@@ -54,6 +54,24 @@ cb_hist_add(cb_hist_t *h, int64_t ns)
 }
 
 
+void
+cb_hist_merge(cb_hist_t *dst, const cb_hist_t *src)
+{
+    unsigned  i;
+
+    dst->count += src->count;
+    dst->sum_us += src->sum_us;
+
+    if (src->max_ns > dst->max_ns) {
+        dst->max_ns = src->max_ns;
+    }
+
+    for (i = 0; i < CB_HIST_SIZE; i++) {
+        dst->bucket[i] += src->bucket[i];
+    }
+}
+
+
 uint64_t
 cb_hist_quantile(const cb_hist_t *h, double q)
 {

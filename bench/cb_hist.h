@@ -21,6 +21,9 @@ typedef struct {
 
 void cb_hist_add(cb_hist_t *h, int64_t ns);
 
+/* adds the counts of src to dst */
+void cb_hist_merge(cb_hist_t *dst, const cb_hist_t *src);
+
 /* the value (ns) at quantile q (0..1), an upper bound of its bucket */
 uint64_t cb_hist_quantile(const cb_hist_t *h, double q);
 

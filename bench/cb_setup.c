@@ -1,6 +1,7 @@
 /* cb_setup.c: what the load generator does before measuring: HS256 JWTs
  * and blocking REST calls that create the conversations. */
 
+#include "cb_bench.h"
 #include "cb_setup.h"
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -289,4 +291,80 @@ cb_http_close(cb_http_t *h)
         close(h->fd);
         h->fd = -1;
     }
+}
+
+
+/* the conversations of direct (pairs) and fan-out (groups) on ngx_chat:
+ * POST {api}/conversations as the first member of each group */
+void
+cb_create_conversations(void)
+{
+    int         status;
+    char       *body, *resp, *p, *q, user[128], path[256];
+    size_t      cap, len;
+    uint32_t    g, i;
+    cb_http_t   h;
+    int64_t     t0;
+
+    memset(&h, 0, sizeof(h));
+    h.fd = -1;
+    h.addr.sin_family = AF_INET;
+    h.addr.sin_port = htons((uint16_t) cf.port);
+    (void) inet_pton(AF_INET, cf.host, &h.addr.sin_addr);
+
+    cap = 64 + (size_t) cf.group * 80;
+    body = malloc(cap);
+    if (body == NULL) {
+        cb_die("out of memory");
+    }
+
+    snprintf(path, sizeof(path), "%s/conversations", cf.api_path);
+
+    t0 = cb_now();
+
+    for (g = 0; g < n_groups; g++) {
+        len = (size_t) snprintf(body, cap, "{\"type\":\"%s\",\"members\":[",
+                                cf.group == 2 ? "direct" : "group");
+
+        for (i = 1; i < cf.group; i++) {
+            snprintf(user, sizeof(user), "%s-u%u", cf.prefix,
+                     g * cf.group + i);
+            len += (size_t) snprintf(body + len, cap - len, "%s\"%s\"",
+                                     i > 1 ? "," : "", user);
+        }
+        snprintf(body + len, cap - len, "]}");
+
+        resp = NULL;
+        status = cb_http_post(&h, path, jwts[g * cf.group], body, &resp);
+
+        if (status != 200 && status != 201) {
+            cb_die("POST %s: status %d: %s", path, status,
+                   resp ? resp : "(no answer)");
+        }
+
+        p = strstr(resp, "\"conversationId\"");
+        if (p == NULL) {
+            cb_die("POST %s: no conversationId in %s", path, resp);
+        }
+        p += 16;
+        p += strspn(p, " \t:");
+        p += *p == '"';
+        q = strchr(p, '"');
+        if (q == NULL) {
+            cb_die("POST %s: bad answer %s", path, resp);
+        }
+
+        convs[g] = strndup(p, (size_t) (q - p));
+        if (convs[g] == NULL) {
+            cb_die("out of memory");
+        }
+
+        free(resp);
+    }
+
+    cb_http_close(&h);
+    free(body);
+
+    fprintf(stderr, "chat_bench: %u conversations created in %.1f s\n",
+            n_groups, (double) (cb_now() - t0) / 1e9);
 }

@@ -61,16 +61,42 @@ for v in DENSITY_N DENSITY_HOLD DIRECT_N DIRECT_RATE DUR FANOUT_N FANOUT_DLV \
     [ -n "${!o:-}" ] && printf -v "$v" %s "${!o}"
 done
 
-# one chat_bench process holds at most NOFILE - 1100 sessions (and one
-# nginx worker NOFILE - 100 connections): bigger runs are cut down, and
-# say so
-cap=$((NOFILE - 1100))
-for v in DENSITY_N DIRECT_N FANOUT_N STORM_N; do
-    if [ "${!v}" -gt "$cap" ]; then
-        printf -v "$v" %s "$cap"
-        CAPPED="${CAPPED:-} $v"
-    fi
-done
+# one process holds at most NOFILE descriptors (without CAP_SYS_RESOURCE
+# nobody raises the hard limit): one chat_bench process holds NOFILE - 1100
+# sessions, one nginx worker NOFILE - 200 connections. Bigger runs take
+# more of both: procs_for and workers_for.
+
+# procs_for N: chat_bench processes (--procs) for N sessions
+procs_for() {
+    local per=$((NOFILE - 1100))
+
+    echo $(( ($1 + per - 1) / per ))
+}
+
+# workers_for N: nginx workers for N sessions; reuseport spreads the
+# connections by a hash, not evenly: a quarter to spare. At least one per
+# core, so that the short run's figures stay comparable.
+workers_for() {
+    local per=$((NOFILE - 200)) w
+
+    w=$(( ($1 * 5 / 4 + per - 1) / per ))
+    [ "$w" -lt "$(nproc)" ] && w=$(nproc)
+    echo "$w"
+}
+
+# sources_for N: source addresses 127.0.0.2.. for N sessions; each one has
+# its own ephemeral port range towards the server (ip_local_port_range)
+sources_for() {
+    local ports s
+
+    ports=$(awk '{print $2 - $1 + 1}' /proc/sys/net/ipv4/ip_local_port_range \
+            2>/dev/null)
+    ports=${ports:-28232}
+    # at most half the range per address: the previous run's TIME_WAIT
+    s=$(( ($1 + ports / 2 - 1) / (ports / 2) ))
+    [ "$s" -lt 8 ] && s=8
+    echo "$s"
+}
 
 [ -x "$TOOL" ] || chat_die "$TOOL is missing: make bench builds it"
 
@@ -127,51 +153,97 @@ want() {
 
 # --- the tool ---
 
-# bench SYSTEM SCENARIO LABEL ARGS...: one chat_bench run, its JSON in
-# results/SYSTEM-SCENARIO[-LABEL].json
+# the server under test: SERVER_UP (a function WORKERS that starts it and
+# sets SERVER_ARGS) is called again when a run needs another number of
+# nginx workers; RabbitMQ sets SERVER_ARGS once
+SERVER_UP=""
+SERVER_DOWN=""
+SERVER_WORKERS=""
+SERVER_ARGS=()
+
+# server_up N: the server runs with enough workers for N sessions
+server_up() {
+    local w
+
+    [ -n "$SERVER_UP" ] || return 0
+    w=$(workers_for "$1")
+    [ "$w" = "$SERVER_WORKERS" ] && return 0
+
+    if [ -n "$SERVER_WORKERS" ]; then
+        chat_log "restarting with $w nginx workers for $1 sessions"
+        $SERVER_DOWN
+    fi
+
+    SERVER_WORKERS=""
+    $SERVER_UP "$w" || return 1
+    SERVER_WORKERS=$w
+}
+
+server_down() {
+    [ -n "$SERVER_WORKERS" ] && $SERVER_DOWN
+    SERVER_UP=""
+    SERVER_DOWN=""
+    SERVER_WORKERS=""
+    SERVER_ARGS=()
+}
+
+# bench SYSTEM SCENARIO LABEL N ARGS...: one chat_bench run of N sessions,
+# its JSON in results/SYSTEM-SCENARIO[-LABEL].json
 bench() {
-    local sys=$1 sc=$2 label=$3 name
-    shift 3
+    local sys=$1 sc=$2 label=$3 n=$4 name procs pause
+    shift 4
 
     name=$sys-$sc${label:+-$label}
-    chat_log "$name"
+
+    if ! server_up "$n"; then
+        note "$name: the server did not start, not run"
+        return
+    fi
+
+    procs=$(procs_for "$n")
+    chat_log "$name: $n sessions, $procs load-generator process(es)" \
+             "${SERVER_WORKERS:+($SERVER_WORKERS nginx workers)}"
 
     timeout $((CONNECT_TIMEOUT + 120)) "$TOOL" --system "$sys" \
         --scenario "$sc" --connect-timeout "$CONNECT_TIMEOUT" \
-        ${label:+--label "$label"} --json "$RESULTS/$name.json" "$@" \
+        --clients "$n" --procs "$procs" --sources "$(sources_for "$n")" \
+        ${label:+--label "$label"} --json "$RESULTS/$name.json" \
+        "${SERVER_ARGS[@]}" "$@" \
         2>>"$LOG" | tee -a "$OUT/table.txt"
 
     [ -s "$RESULTS/$name.json" ] || note "$name: no result (see $LOG)"
 
-    # the server tears the sessions down before the next scenario
-    sleep "${BENCH_PAUSE:-2}"
+    # the server tears the sessions down before the next scenario (or
+    # before it stops): a second per 10,000 sessions, 2 s at least
+    pause=${BENCH_PAUSE:-$(( n / 10000 > 2 ? n / 10000 : 2 ))}
+    sleep "$pause"
 }
 
-# scenarios SYSTEM PORT ARGS...: every scenario the system takes part in
+# scenarios SYSTEM ARGS...: every scenario the system takes part in
 scenarios() {
     local sys=$1 g
     shift
 
     if want density "$SCENARIOS" && [ "$sys" != nchan ]; then
-        bench "$sys" density "" "$@" --clients "$DENSITY_N" \
+        bench "$sys" density "" "$DENSITY_N" "$@" \
             --hold "$DENSITY_HOLD" --heartbeat 10000
     fi
 
     if want direct "$SCENARIOS" && [ "$sys" != nchan ]; then
-        bench "$sys" direct "" "$@" --clients "$DIRECT_N" \
+        bench "$sys" direct "" "$DIRECT_N" "$@" \
             --rate "$DIRECT_RATE" --duration "$DUR" --warmup 1
     fi
 
     if want fanout "$SCENARIOS"; then
         for g in 10 100 1000; do
-            bench "$sys" fanout "g$g" "$@" --clients "$FANOUT_N" \
+            bench "$sys" fanout "g$g" "$FANOUT_N" "$@" \
                 --group "$g" --rate $((FANOUT_DLV / g)) --duration "$DUR" \
                 --warmup 1 --window 2000
         done
     fi
 
     if want storm "$SCENARIOS" && [ "$sys" != nchan ]; then
-        bench "$sys" storm "" "$@" --clients "$STORM_N" --inflight 2000 \
+        bench "$sys" storm "" "$STORM_N" "$@" --inflight 2000 \
             --heartbeat 0
     fi
 }
@@ -207,6 +279,7 @@ nginx_stop() {
     kill -KILL "$p" 2>/dev/null
 }
 
+# nginx_common LOAD_MODULE WORKERS: every worker may open NOFILE files
 nginx_common() {
     local user=""
 
@@ -216,7 +289,7 @@ nginx_common() {
 # generated by bench/run.sh
 $1
 $user
-worker_processes $(nproc);
+worker_processes $2;
 worker_rlimit_nofile $NOFILE;
 error_log logs/error.log warn;
 pid logs/nginx.pid;
@@ -238,12 +311,44 @@ nginx_http_common() {
 EOF
 }
 
+CHAT_PORT=""
+NCHAN_PORT=""
+
+# chat_up WORKERS: ngx_chat with WORKERS workers on CHAT_PORT
+chat_up() {
+    local root=$OUT/ngx_chat pid redis_pid kafka_pid
+
+    {
+        nginx_common "load_module $MODULE;" "$1"
+        echo "http {"
+        nginx_http_common
+        cat "$root/conf/http.inc"
+        echo "}"
+    } > "$root/conf/nginx.conf"
+
+    # (nginx_start runs in a subshell: the cleanup learns the root here)
+    NGINX_ROOTS="$NGINX_ROOTS $root"
+    pid=$(nginx_start "$root" "$CHAT_PORT") || return 1
+    redis_pid=$(cat "$STORES/redis/redis.pid" 2>/dev/null)
+    kafka_pid=$(cat "$STORES/kafka/broker.pid" 2>/dev/null)
+
+    # aux CPU: Redis and the Kafka broker
+    SERVER_ARGS=(--port "$CHAT_PORT" --secret "$SECRET" --rss-master "$pid"
+                 ${redis_pid:+--cpu-pid "$redis_pid"}
+                 ${kafka_pid:+--cpu-pid "$kafka_pid"})
+}
+
+chat_down() {
+    nginx_stop "$OUT/ngx_chat"
+}
+
 run_chat() {
-    local root=$OUT/ngx_chat port pid redis_pid kafka_pid
+    local root=$OUT/ngx_chat port
 
     [ -f "$MODULE" ] || { note "ngx_chat: $MODULE missing, not run"; return; }
 
     port=$(chat_free_port)
+    CHAT_PORT=$port
     mkdir -p "$root/conf"
     sed -e "s|@MODULE@|$MODULE|" -e "s|@PORT@|$port|" \
         -e "s|@REDIS_PORT@|$TEST_NGINX_REDIS_PORT|" \
@@ -254,56 +359,52 @@ run_chat() {
     # BENCH_NO_KAFKA=1: RECEIPTs follow the Redis publish
     [ -n "${TEST_NGINX_KAFKA_BROKERS:-}" ] && [ -z "${BENCH_NO_KAFKA:-}" ] \
         || sed -i '/chat_kafka /d' "$root/conf/http.inc"
+
+    SERVER_UP=chat_up
+    SERVER_DOWN=chat_down
+    scenarios chat
+    server_down
+}
+
+# nchan_up WORKERS: nchan with WORKERS workers on NCHAN_PORT
+nchan_up() {
+    local root=$OUT/nchan pid redis_pid
+
+    mkdir -p "$root/conf"
     {
-        nginx_common "load_module $MODULE;"
+        nginx_common "load_module $NCHAN_SO;" "$1"
         echo "http {"
         nginx_http_common
-        cat "$root/conf/http.inc"
+        sed -e "s|@PORT@|$NCHAN_PORT|" \
+            -e "s|@REDIS_PORT@|$TEST_NGINX_REDIS_PORT|" \
+            bench/conf/nchan.conf.in
         echo "}"
     } > "$root/conf/nginx.conf"
 
-    pid=$(nginx_start "$root" "$port") \
-        || { note "ngx_chat did not start"; return; }
+    NGINX_ROOTS="$NGINX_ROOTS $root"
+    pid=$(nginx_start "$root" "$NCHAN_PORT") || return 1
     redis_pid=$(cat "$STORES/redis/redis.pid" 2>/dev/null)
-    kafka_pid=$(cat "$STORES/kafka/broker.pid" 2>/dev/null)
 
-    # aux CPU: Redis and the Kafka broker
-    scenarios chat --port "$port" --secret "$SECRET" --rss-master "$pid" \
-        ${redis_pid:+--cpu-pid "$redis_pid"} \
-        ${kafka_pid:+--cpu-pid "$kafka_pid"}
+    SERVER_ARGS=(--port "$NCHAN_PORT" --rss-master "$pid"
+                 ${redis_pid:+--cpu-pid "$redis_pid"})
+}
 
-    nginx_stop "$root"
+nchan_down() {
+    nginx_stop "$OUT/nchan"
 }
 
 run_nchan() {
-    local root=$OUT/nchan port pid redis_pid
-
     if [ ! -f "$NCHAN_SO" ]; then
         note "nchan: $NCHAN_SO missing" \
              "(apt-get install libnginx-mod-nchan), not run"
         return
     fi
 
-    port=$(chat_free_port)
-    mkdir -p "$root/conf"
-    {
-        nginx_common "load_module $NCHAN_SO;"
-        echo "http {"
-        nginx_http_common
-        sed -e "s|@PORT@|$port|" \
-            -e "s|@REDIS_PORT@|$TEST_NGINX_REDIS_PORT|" \
-            bench/conf/nchan.conf.in
-        echo "}"
-    } > "$root/conf/nginx.conf"
-
-    pid=$(nginx_start "$root" "$port") \
-        || { note "nchan did not start"; return; }
-    redis_pid=$(cat "$STORES/redis/redis.pid" 2>/dev/null)
-
-    scenarios nchan --port "$port" --rss-master "$pid" --publishers 64 \
-        ${redis_pid:+--cpu-pid "$redis_pid"}
-
-    nginx_stop "$root"
+    NCHAN_PORT=$(chat_free_port)
+    SERVER_UP=nchan_up
+    SERVER_DOWN=nchan_down
+    scenarios nchan --publishers 64
+    server_down
 }
 
 
@@ -356,7 +457,10 @@ run_rabbitmq() {
     [ -n "$beam" ] || beam=$RABBIT_PID
     RABBIT_BEAM=$beam
 
-    scenarios rabbitmq --port "$port" --ws-path /ws --rss-pid "$beam"
+    # one Erlang VM: it holds what its open-file limit lets it hold
+    SERVER_ARGS=(--port "$port" --ws-path /ws --rss-pid "$beam")
+    scenarios rabbitmq
+    SERVER_ARGS=()
 
     rabbit_stop
 }
@@ -395,8 +499,6 @@ run_persist() {
 main() {
 
 chat_log "BENCH=$BENCH: results in $OUT"
-[ -n "${CAPPED:-}" ] && note "capped to $cap sessions by the open-file limit" \
-    "($NOFILE, ulimit -Hn):$CAPPED"
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "nproc: $(nproc)"

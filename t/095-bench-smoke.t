@@ -1,6 +1,8 @@
 # 095-bench-smoke.t: the load generator (bench/chat_bench) still builds
 # and runs: a few seconds of each ngx_chat scenario, its JSON checked for
-# structure and sanity. No figure is asserted: benchmarks never gate CI.
+# structure and sanity, also with --procs (several load-generator
+# processes whose figures are merged). No figure is asserted: benchmarks
+# never gate CI.
 
 use lib 't/lib';
 use Test::Chat;
@@ -16,8 +18,8 @@ if (!-x $tool) {
     $tool = "$dir/chat_bench";
     my $root = $Test::Chat::ROOT;
     system("cc -O2 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE"
-           . " -o '$tool' $root/bench/chat_bench.c $root/bench/cb_hist.c"
-           . " $root/bench/cb_setup.c \$(pkg-config --cflags --libs openssl)"
+           . " -o '$tool' $root/bench/chat_bench.c $root/bench/cb_*.c"
+           . " \$(pkg-config --cflags --libs openssl)"
            . " >'$dir/chat_bench.build.log' 2>&1") == 0
         or $tool = undef;
 }
@@ -132,5 +134,49 @@ ok(exists $j->{memory}{bytes_per_session}
    && exists $j->{memory}{rss_kb} && exists $j->{memory}{sock_pages},
    'density: memory figures present');
 --- tests: 30
+--- no_error_log
+[alert]
+
+
+
+=== TEST 3: --procs: several processes over slices of the users, one report
+--- need_module
+--- config
+    location /chat/api/ {
+        chat_api;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+    }
+    location /ws/chat {
+        chat_websocket;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+    }
+--- perl
+# pairs split over processes (42 users, 4 processes: two slices end in
+# the middle of a pair), so MESSAGEs cross from one process to another
+my ($j, $rc) = main::bench_run('direct-procs', '--scenario', 'direct',
+    '--clients', 42, '--rate', 100, '--duration', 1.5, '--warmup', 0.5,
+    '--procs', 4, '--sources', 2);
+is($rc, 0, 'direct --procs 4: the tool exits 0');
+main::check_common($j, 'direct', 42);
+is($j->{params}{procs}, 4, 'direct: the JSON names the processes');
+ok($j->{throughput}{sent} > 0, 'direct: messages were sent in the window');
+ok($j->{latency_ms}{message}{count} > 0, 'direct: MESSAGE latencies merged');
+ok($j->{latency_ms}{receipt}{count} > 0, 'direct: RECEIPT latencies merged');
+ok($j->{latency_ms}{setup}{count} == 42, 'direct: one setup per session');
+ok($j->{cpu}{self} >= 0, 'direct: the load generators\' CPU present');
+
+($j, $rc) = main::bench_run('density-procs', '--scenario', 'density',
+    '--clients', 60, '--hold', 0.5, '--procs', 3,
+    '--rss-master', Test::Chat::nginx_pid(1));
+is($rc, 0, 'density --procs 3: the tool exits 0');
+main::check_common($j, 'density', 60);
+is($j->{params}{procs}, 3, 'density: the JSON names the processes');
+ok(exists $j->{memory}{bytes_per_session}
+   && $j->{memory}{sessions} == 60,
+   'density: memory figures present, over every process\'s sessions');
+open(my $fh, '<', main::servroot() . '/density-procs.out');
+my $out = do { local $/; <$fh> } // '';
+like($out, qr/60 ready, 0 failed/, 'density: one table, sessions summed');
+--- tests: 27
 --- no_error_log
 [alert]
