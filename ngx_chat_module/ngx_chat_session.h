@@ -71,8 +71,9 @@ struct ngx_chat_session_s {
     size_t                    in_len;
     size_t                    in_size;
 
-    ngx_chat_sub_t           *subs;
+    ngx_chat_sub_t           *subs;            /* ngx_alloc()ed, grows */
     ngx_uint_t                nsubs;
+    ngx_uint_t                subs_size;
     ngx_uint_t                dest_subs[NGX_CHAT_DEST_MAX];
 
     ngx_msec_t                hb_send;         /* 0: we send none */
