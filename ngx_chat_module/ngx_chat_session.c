@@ -742,7 +742,7 @@ ngx_chat_session_subscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
         }
     }
 
-    if (s->nsubs >= s->lcf->max_subscriptions) {
+    if (s->nsubs >= ngx_min(s->lcf->max_subscriptions, NGX_CHAT_SUBS_MAX)) {
         ngx_chat_session_error(s, "too many subscriptions", NULL, &receipt,
                                NGX_CHAT_WS_CLOSE_POLICY);
         return NGX_ERROR;
@@ -753,6 +753,7 @@ ngx_chat_session_subscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
 
         n = s->subs_size ? s->subs_size * 2 : NGX_CHAT_SUBS_INITIAL;
         n = ngx_min(n, s->lcf->max_subscriptions);
+        n = ngx_min(n, NGX_CHAT_SUBS_MAX);
 
         sub = ngx_alloc(n * sizeof(ngx_chat_sub_t), s->log);
         if (sub == NULL) {
