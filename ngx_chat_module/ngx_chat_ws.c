@@ -297,8 +297,14 @@ ngx_chat_ws_release(ngx_chat_ws_conn_t *wc)
 
     r = wc->ws.request;
 
+    /*
+     * the 101 must be written, and we must hold the only reference
+     * (ours, from the handler): else the request is kept to the end
+     */
+
     if (r == NULL || wc->dead || r->out
-        || (r->connection->buffered & NGX_HTTP_WRITE_BUFFERED))
+        || (r->connection->buffered & NGX_HTTP_WRITE_BUFFERED)
+        || r->main->count != 1 || r->blocked)
     {
         return;
     }
