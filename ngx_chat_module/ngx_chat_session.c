@@ -7,6 +7,8 @@
 
 
 #define NGX_CHAT_IN_INITIAL        1024
+#define NGX_CHAT_SUBS_INITIAL      2      /* subscriptions allocated first;
+                                             doubled up to the limit */
 #define NGX_CHAT_PAUSED_FRAMES     4      /* frames' worth of bytes kept
                                              while parsing waits */
 
@@ -50,17 +52,28 @@ static void ngx_chat_session_timer_handler(ngx_event_t *ev);
 static void ngx_chat_session_sub_free(ngx_chat_session_t *s,
     ngx_chat_sub_t *sub);
 static ngx_uint_t ngx_chat_session_negotiate(ngx_str_t *accept);
+static ngx_int_t ngx_chat_session_set_id(ngx_chat_session_t *s,
+    ngx_chat_identity_t *id);
+static ngx_int_t ngx_chat_session_token(ngx_chat_session_t *s,
+    u_char *token, size_t len, const char **err);
 
 
 static uint64_t  ngx_chat_session_counter;
 
 
+/*
+ * The session is one allocation of its own (freed by on_closed), as are
+ * its identity strings, subscriptions and buffers: nothing points into
+ * the handshake's request, which is freed right after it.
+ */
+
 ngx_int_t
 ngx_chat_session_start(ngx_chat_ws_t *ws)
 {
-    ngx_chat_session_t  *s;
+    ngx_chat_session_t   *s;
+    ngx_chat_identity_t   id;
 
-    s = ngx_pcalloc(ws->pool, sizeof(ngx_chat_session_t));
+    s = ngx_calloc(sizeof(ngx_chat_session_t), ws->connection->log);
     if (s == NULL) {
         return NGX_ERROR;
     }
@@ -69,27 +82,18 @@ ngx_chat_session_start(ngx_chat_ws_t *ws)
     s->lcf = ws->lcf;
     s->log = ws->connection->log;
 
-    s->subs = ngx_pcalloc(ws->pool,
-                          s->lcf->max_subscriptions * sizeof(ngx_chat_sub_t));
-    if (s->subs == NULL) {
-        return NGX_ERROR;
-    }
-
     /* credentials of the handshake: a query token or Authorization */
+    ngx_memzero(&id, sizeof(ngx_chat_identity_t));
+
     s->handshake_auth = ngx_chat_identity_from_request(ws->request, s->lcf,
-                                                       1, &s->id,
+                                                       1, &id,
                                                        &s->handshake_err);
 
-    if (s->handshake_auth == NGX_OK) {
-        /* the request pool dies with the connection too, but be explicit */
-        s->id.user.data = ngx_pstrdup(ws->pool, &s->id.user);
-        s->id.name.data = ngx_pstrdup(ws->pool, &s->id.name);
-
-        if (s->id.user.data == NULL
-            || (s->id.name.len && s->id.name.data == NULL))
-        {
-            return NGX_ERROR;
-        }
+    if (s->handshake_auth == NGX_OK
+        && ngx_chat_session_set_id(s, &id) != NGX_OK)
+    {
+        ngx_free(s);
+        return NGX_ERROR;
     }
 
     s->session_id_len = ngx_sprintf(s->session_id, "%ui-%uL",
@@ -193,8 +197,7 @@ ngx_chat_session_on_message_end(ngx_chat_ws_t *ws)
 
     /* frames may span messages: nothing to do but free an idle buffer */
 
-    if (s->in_len == 0 && s->in != NULL && s->in_size > NGX_CHAT_IN_INITIAL)
-    {
+    if (s->in_len == 0 && s->in != NULL) {
         ngx_free(s->in);
         s->in = NULL;
         s->in_size = 0;
@@ -374,12 +377,13 @@ ngx_chat_session_frame(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
             return NGX_ERROR;
         }
 
-        s->disconnect_receipt.data = ngx_pstrdup(s->ws->pool, &receipt);
+        s->disconnect_receipt.data = ngx_alloc(receipt.len, s->log);
         if (s->disconnect_receipt.data == NULL) {
             ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
             return NGX_ERROR;
         }
 
+        ngx_memcpy(s->disconnect_receipt.data, receipt.data, receipt.len);
         s->disconnect_receipt.len = receipt.len;
 
         if (s->nops == 0) {
@@ -456,9 +460,8 @@ ngx_chat_session_connect(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
         if (ngx_chat_header_value(f, "passcode", &passcode) == NGX_OK
             && passcode.len)
         {
-            rc = ngx_chat_identity_from_token(s->ws->pool, s->lcf,
-                                              passcode.data, passcode.len,
-                                              &s->id, &err);
+            rc = ngx_chat_session_token(s, passcode.data, passcode.len,
+                                        &err);
 
         } else if (ngx_chat_header_value(f, "Authorization", &auth) == NGX_OK
                    || ngx_chat_header_value(f, "authorization", &auth)
@@ -467,10 +470,8 @@ ngx_chat_session_connect(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
             if (auth.len > 7
                 && ngx_strncasecmp(auth.data, (u_char *) "Bearer ", 7) == 0)
             {
-                rc = ngx_chat_identity_from_token(s->ws->pool, s->lcf,
-                                                  auth.data + 7,
-                                                  auth.len - 7,
-                                                  &s->id, &err);
+                rc = ngx_chat_session_token(s, auth.data + 7, auth.len - 7,
+                                            &err);
             } else {
                 rc = NGX_ERROR;
                 err = "Authorization is not a Bearer token";
@@ -654,7 +655,7 @@ static ngx_int_t
 ngx_chat_session_subscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
 {
     ngx_str_t                destination, id, ack, receipt, user;
-    ngx_uint_t               i, mode;
+    ngx_uint_t               i, n, mode;
     ngx_chat_sub_t          *sub;
     ngx_chat_dest_e          dest;
     ngx_chat_dest_name_t    *dn;
@@ -741,10 +742,32 @@ ngx_chat_session_subscribe(ngx_chat_session_t *s, ngx_chat_stomp_frame_t *f)
         }
     }
 
-    if (s->nsubs == s->lcf->max_subscriptions) {
+    if (s->nsubs >= ngx_min(s->lcf->max_subscriptions, NGX_CHAT_SUBS_MAX)) {
         ngx_chat_session_error(s, "too many subscriptions", NULL, &receipt,
                                NGX_CHAT_WS_CLOSE_POLICY);
         return NGX_ERROR;
+    }
+
+    if (s->nsubs == s->subs_size) {
+        /* the array grows: nothing keeps pointers to its elements */
+
+        n = s->subs_size ? s->subs_size * 2 : NGX_CHAT_SUBS_INITIAL;
+        n = ngx_min(n, s->lcf->max_subscriptions);
+        n = ngx_min(n, NGX_CHAT_SUBS_MAX);
+
+        sub = ngx_alloc(n * sizeof(ngx_chat_sub_t), s->log);
+        if (sub == NULL) {
+            ngx_chat_ws_close(s->ws, NGX_CHAT_WS_CLOSE_INTERNAL, NULL);
+            return NGX_ERROR;
+        }
+
+        if (s->subs) {
+            ngx_memcpy(sub, s->subs, s->nsubs * sizeof(ngx_chat_sub_t));
+            ngx_free(s->subs);
+        }
+
+        s->subs = sub;
+        s->subs_size = n;
     }
 
     sub = &s->subs[s->nsubs];
@@ -1018,7 +1041,84 @@ ngx_chat_session_on_closed(ngx_chat_ws_t *ws)
         s->in = NULL;
     }
 
+    if (s->subs) {
+        ngx_free(s->subs);
+    }
+
+    if (s->id.user.data) {
+        ngx_free(s->id.user.data);
+    }
+
+    if (s->disconnect_receipt.data) {
+        ngx_free(s->disconnect_receipt.data);
+    }
+
     ws->data = NULL;
+    ws->on_data = NULL;
+    ws->on_message_end = NULL;
+    ws->on_closed = NULL;
+
+    ngx_free(s);
+}
+
+
+/* s->id: a copy of id in one allocation of its own (user, then name) */
+
+static ngx_int_t
+ngx_chat_session_set_id(ngx_chat_session_t *s, ngx_chat_identity_t *id)
+{
+    u_char  *p;
+
+    p = ngx_alloc(id->user.len + id->name.len + 1, s->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (s->id.user.data) {
+        ngx_free(s->id.user.data);
+    }
+
+    s->id.user.data = p;
+    s->id.user.len = id->user.len;
+    p = ngx_cpymem(p, id->user.data, id->user.len);
+
+    s->id.name.data = p;
+    s->id.name.len = id->name.len;
+    p = ngx_cpymem(p, id->name.data, id->name.len);
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+/* a token of CONNECT: verified with a pool that lives for the call */
+
+static ngx_int_t
+ngx_chat_session_token(ngx_chat_session_t *s, u_char *token, size_t len,
+    const char **err)
+{
+    ngx_int_t             rc;
+    ngx_pool_t           *pool;
+    ngx_chat_identity_t   id;
+
+    pool = ngx_create_pool(512, s->log);
+    if (pool == NULL) {
+        *err = "out of memory";
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&id, sizeof(ngx_chat_identity_t));
+
+    rc = ngx_chat_identity_from_token(pool, s->lcf, token, len, &id, err);
+
+    if (rc == NGX_OK && ngx_chat_session_set_id(s, &id) != NGX_OK) {
+        *err = "out of memory";
+        rc = NGX_ERROR;
+    }
+
+    ngx_destroy_pool(pool);
+
+    return rc;
 }
 
 

@@ -38,42 +38,54 @@ typedef struct {
     u_char                    conv[NGX_CHAT_PENDING_CONV];
 } ngx_chat_pending_t;
 
+/* kept small: an idle session holds a few of them */
 typedef struct {
     ngx_str_t                 id;          /* the client's subscription id */
     ngx_str_t                 destination;
-    ngx_chat_dest_e           dest;
-    ngx_uint_t                ack;         /* NGX_CHAT_ACK_* */
     ngx_chat_pending_t       *pending;     /* client modes only:
                                               NGX_CHAT_PENDING_ACKS */
-    ngx_uint_t                npending;
+    uint8_t                   dest;        /* ngx_chat_dest_e */
+    uint8_t                   ack;         /* NGX_CHAT_ACK_* */
+    uint8_t                   npending;    /* <= NGX_CHAT_PENDING_ACKS */
     unsigned                  waiting:1;   /* presence: until its
                                               snapshot is out */
 } ngx_chat_sub_t;
 
+/* subscriptions per session, whatever chat_max_subscriptions says */
+#define NGX_CHAT_SUBS_MAX         65535
+
 typedef struct ngx_chat_user_s     ngx_chat_user_t;
 typedef struct ngx_chat_session_s  ngx_chat_session_t;
+
+/*
+ * One allocation per session (ngx_chat_session.c), kept compact: an idle
+ * session is this, its ws, a few subscriptions and the connection.
+ */
 
 struct ngx_chat_session_s {
     ngx_chat_ws_t            *ws;
     ngx_chat_loc_conf_t      *lcf;
     ngx_log_t                *log;
 
-    ngx_chat_identity_t       id;
-    ngx_int_t                 handshake_auth;  /* NGX_OK/DECLINED/ERROR */
+    ngx_chat_identity_t       id;              /* one ngx_alloc()ed
+                                                  block: user, name */
     const char               *handshake_err;
+    int8_t                    handshake_auth;  /* NGX_OK/DECLINED/ERROR */
+    uint8_t                   version;         /* 10, 11, 12 */
+    uint8_t                   session_id_len;
 
-    ngx_uint_t                version;         /* 10, 11, 12 */
-    u_char                    session_id[24];
-    size_t                    session_id_len;
+    uint16_t                  nsubs;
+    uint16_t                  subs_size;
+    uint16_t                  dest_subs[NGX_CHAT_DEST_MAX];
+    ngx_chat_sub_t           *subs;            /* ngx_alloc()ed, grows */
 
     u_char                   *in;              /* STOMP bytes not yet
-                                                  parsed */
+                                                  parsed; ngx_alloc()ed
+                                                  only while there are */
     size_t                    in_len;
     size_t                    in_size;
 
-    ngx_chat_sub_t           *subs;
-    ngx_uint_t                nsubs;
-    ngx_uint_t                dest_subs[NGX_CHAT_DEST_MAX];
+    u_char                    session_id[24];
 
     ngx_msec_t                hb_send;         /* 0: we send none */
     ngx_msec_t                hb_recv;         /* 0: we expect none */

@@ -11,8 +11,21 @@
  * and answered with a 101 through nginx's header filters; then the request
  * is kept (r->count) and ngx_chat_ws_start() replaces the connection's read
  * and write handlers by ours, so everything after goes through c->recv()
- * and c->send_chain() (TLS works the same). The request's module context
- * of ngx_chat_module holds the connection state.
+ * and c->send_chain() (TLS works the same).
+ *
+ * Memory. The connection state (ngx_chat_ws_conn_t) is an allocation of
+ * its own. The request (ngx_http_request_t, its pool, the header buffers)
+ * is needed only for the handshake: once the content handler has returned
+ * and the 101 is written, the first of our handlers to run releases it
+ * (ngx_chat_ws_release(): the access log line is written then, with the
+ * 101) and frees the connection's header buffers; c->data then points to
+ * the connection state. Until then c->data is the request, whose module
+ * context holds the connection state; ngx_chat_ws_conn() tells them apart
+ * by the request's signature (ws.request, the first field of the state,
+ * is NULL once released). Read buffers: one static buffer per worker; a
+ * connection keeps a small tail (allocated only while a frame header or a
+ * control frame is incomplete). Frames to write are single allocations,
+ * freed once written; the TLS write buffer is freed when the queue drains.
  *
  *   open ---- ngx_chat_ws_close(), peer's close, bad frame ----> closing
  *   closing: nothing more is accepted from the session nor handed to it;
@@ -21,9 +34,10 @@
  *            for it or EOF, at most NGX_CHAT_WS_LINGER (lingering close:
  *            closing with unread input would reset the connection and
  *            lose our last frames);
- *   end:     EOF, I/O error, timeout, or the above; finalize_ev is posted
- *            and runs from the event loop: on_closed(), then the request
- *            and the connection are freed.
+ *   end:     EOF, I/O error, timeout, or the above; the finalize event
+ *            is posted and runs from the event loop: on_closed(), then
+ *            the state, the request (if still held) and the connection
+ *            are freed.
  *
  * So on_closed() is never called from inside ngx_chat_ws_send() or
  * ngx_chat_ws_close(), nor from inside another session callback.
@@ -51,10 +65,13 @@
 #define NGX_CHAT_WS_LINGER         2000   /* wait for the peer's close */
 
 
-/* one frame to write: the frame header and head copied, body referenced */
+/*
+ * one frame to write, one allocation: the frame header and head copied
+ * (head points right after the struct), body referenced
+ */
 typedef struct {
     ngx_queue_t         queue;
-    u_char             *head;        /* ngx_alloc()ed */
+    u_char             *head;
     size_t              head_len;
     size_t              head_sent;
     ngx_chat_blob_t    *body;
@@ -63,17 +80,23 @@ typedef struct {
 } ngx_chat_ws_out_t;
 
 
-/* what the session sees (ws) and what only this file uses */
+/* what the session sees (ws, first) and what only this file uses */
 struct ngx_chat_ws_conn_s {
-    ngx_chat_ws_t       ws;
-    ngx_event_t         finalize_ev;
-    size_t              tail_len;
-    u_char              tail[NGX_CHAT_WS_TAIL_SIZE];
-    unsigned            dead:1;       /* finalize_ev posted */
-    unsigned            lingering:1;  /* our close is out, waiting */
+    ngx_chat_ws_t        ws;
+    ngx_pool_cleanup_t  *cleanup;     /* frees us with r->pool until
+                                         ngx_chat_ws_start() */
+    u_char              *tail;        /* NGX_CHAT_WS_TAIL_SIZE, while
+                                         tail_len != 0 */
+    uint16_t             tail_len;
+    unsigned             dead:1;      /* close_timer is the finalize
+                                         event now, posted */
+    unsigned             lingering:1; /* our close is out, waiting */
 };
 
 
+static void ngx_chat_ws_free_unstarted(void *data);
+static ngx_chat_ws_conn_t *ngx_chat_ws_conn(ngx_connection_t *c);
+static void ngx_chat_ws_release(ngx_chat_ws_conn_t *wc);
 static void ngx_chat_ws_read_handler(ngx_event_t *rev);
 static void ngx_chat_ws_process(ngx_chat_ws_conn_t *wc, u_char *p,
     size_t len);
@@ -102,7 +125,33 @@ static ngx_buf_t    ngx_chat_ws_bufs[NGX_CHAT_WS_BUFS];
 ngx_chat_ws_conn_t *
 ngx_chat_ws_create(ngx_http_request_t *r)
 {
-    return ngx_pcalloc(r->pool, sizeof(ngx_chat_ws_conn_t));
+    ngx_pool_cleanup_t  *cln;
+    ngx_chat_ws_conn_t  *wc;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    wc = ngx_calloc(sizeof(ngx_chat_ws_conn_t), r->connection->log);
+    if (wc == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_chat_ws_free_unstarted;
+    cln->data = wc;
+    wc->cleanup = cln;
+
+    return wc;
+}
+
+
+/* the handshake failed after ngx_chat_ws_create() */
+
+static void
+ngx_chat_ws_free_unstarted(void *data)
+{
+    ngx_free(data);
 }
 
 
@@ -121,6 +170,10 @@ ngx_chat_ws_start(ngx_http_request_t *r, ngx_chat_ws_conn_t *wc,
 
     c = r->connection;
 
+    /* ours now: freed by ngx_chat_ws_finalize_handler() */
+    wc->cleanup->handler = NULL;
+    wc->cleanup = NULL;
+
     ngx_http_set_ctx(r, wc, ngx_chat_module);
 
     ngx_chat_metric_inc(NGX_CHAT_M_CONNECTIONS, 1);
@@ -129,7 +182,6 @@ ngx_chat_ws_start(ngx_http_request_t *r, ngx_chat_ws_conn_t *wc,
     ws = &wc->ws;
     ws->request = r;
     ws->connection = c;
-    ws->pool = r->pool;
     ws->lcf = lcf;
     ws->stomp_version = version;
     ws->last_read = ngx_current_msec;
@@ -137,15 +189,10 @@ ngx_chat_ws_start(ngx_http_request_t *r, ngx_chat_ws_conn_t *wc,
 
     ngx_chat_ws_reader_init(&ws->reader, lcf->max_message);
     ngx_queue_init(&ws->out);
-    ngx_queue_init(&ws->free_out);
 
     ws->close_timer.handler = ngx_chat_ws_close_timer_handler;
     ws->close_timer.data = wc;
     ws->close_timer.log = c->log;
-
-    wc->finalize_ev.handler = ngx_chat_ws_finalize_handler;
-    wc->finalize_ev.data = wc;
-    wc->finalize_ev.log = c->log;
 
     c->log->action = "handling WebSocket";
 
@@ -201,6 +248,7 @@ ngx_chat_ws_start(ngx_http_request_t *r, ngx_chat_ws_conn_t *wc,
         return;
     }
 
+    /* the write handler also releases the request, after the 101 */
     ngx_post_event(c->write, &ngx_posted_events);
 
     if (c->read->ready) {
@@ -209,6 +257,94 @@ ngx_chat_ws_start(ngx_http_request_t *r, ngx_chat_ws_conn_t *wc,
     } else if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
         ngx_chat_ws_abort(wc);
     }
+}
+
+
+/*
+ * c->data: the request until ngx_chat_ws_release(), then the connection
+ * state, whose first bytes (ws.request, NULL by then) can never be the
+ * request's signature
+ */
+
+static ngx_chat_ws_conn_t *
+ngx_chat_ws_conn(ngx_connection_t *c)
+{
+    ngx_http_request_t  *r;
+
+    r = c->data;
+
+    if (r->signature == NGX_HTTP_MODULE) {
+        return ngx_http_get_module_ctx(r, ngx_chat_module);
+    }
+
+    return c->data;
+}
+
+
+/*
+ * Frees the request of the handshake once its 101 is written: called from
+ * our event handlers only, never while nginx's HTTP code that called the
+ * content handler may still use the request.
+ */
+
+static void
+ngx_chat_ws_release(ngx_chat_ws_conn_t *wc)
+{
+    ngx_chain_t            *cl, *next;
+    ngx_connection_t       *c;
+    ngx_http_request_t     *r;
+    ngx_http_connection_t  *hc;
+
+    r = wc->ws.request;
+
+    /*
+     * the 101 must be written, and we must hold the only reference
+     * (ours, from the handler): else the request is kept to the end
+     */
+
+    if (r == NULL || wc->dead || r->out
+        || (r->connection->buffered & NGX_HTTP_WRITE_BUFFERED)
+        || r->main->count != 1 || r->blocked)
+    {
+        return;
+    }
+
+    c = r->connection;
+    hc = r->http_connection;
+
+    /* logs the request (status 101) and destroys its pool */
+    ngx_http_free_request(r, 0);
+
+    /* the connection lives on */
+    c->destroyed = 0;
+    c->log->action = "handling WebSocket";
+
+    wc->ws.request = NULL;
+    c->data = wc;
+
+    /* the header buffers: large allocations of c->pool, as keepalive does */
+
+    if (c->buffer) {
+        (void) ngx_pfree(c->pool, c->buffer->start);
+        c->buffer = NULL;
+    }
+
+    for (cl = hc->busy; cl; cl = next) {
+        next = cl->next;
+        (void) ngx_pfree(c->pool, cl->buf->start);
+        ngx_free_chain(c->pool, cl);
+    }
+
+    hc->busy = NULL;
+    hc->nbusy = 0;
+
+    for (cl = hc->free; cl; cl = next) {
+        next = cl->next;
+        (void) ngx_pfree(c->pool, cl->buf->start);
+        ngx_free_chain(c->pool, cl);
+    }
+
+    hc->free = NULL;
 }
 
 
@@ -221,17 +357,17 @@ ngx_chat_ws_read_handler(ngx_event_t *rev)
     ssize_t              n;
     ngx_chat_ws_t       *ws;
     ngx_connection_t    *c;
-    ngx_http_request_t  *r;
     ngx_chat_ws_conn_t  *wc;
 
     c = rev->data;
-    r = c->data;
-    wc = ngx_http_get_module_ctx(r, ngx_chat_module);
+    wc = ngx_chat_ws_conn(c);
     ws = &wc->ws;
 
     if (wc->dead) {
         return;
     }
+
+    ngx_chat_ws_release(wc);
 
     if (c->close) {
         c->close = 0;
@@ -265,7 +401,10 @@ ngx_chat_ws_read_handler(ngx_event_t *rev)
 
     for ( ;; ) {
         tail = wc->tail_len;
-        ngx_memcpy(ngx_chat_ws_rbuf, wc->tail, tail);
+
+        if (tail) {
+            ngx_memcpy(ngx_chat_ws_rbuf, wc->tail, tail);
+        }
 
         n = c->recv(c, ngx_chat_ws_rbuf + tail, NGX_CHAT_WS_READ_SIZE - tail);
 
@@ -301,6 +440,11 @@ ngx_chat_ws_read_handler(ngx_event_t *rev)
         }
 
         c->log->action = "reading WebSocket frame";
+    }
+
+    if (wc->tail_len == 0 && wc->tail) {
+        ngx_free(wc->tail);
+        wc->tail = NULL;
     }
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
@@ -411,6 +555,18 @@ done:
         return;
     }
 
+    if (len == 0) {
+        return;
+    }
+
+    if (wc->tail == NULL) {
+        wc->tail = ngx_alloc(NGX_CHAT_WS_TAIL_SIZE, c->log);
+        if (wc->tail == NULL) {
+            ngx_chat_ws_abort(wc);
+            return;
+        }
+    }
+
     ngx_memmove(wc->tail, p, len);
     wc->tail_len = len;
 }
@@ -432,8 +588,6 @@ ngx_chat_ws_enqueue(ngx_chat_ws_conn_t *wc, unsigned opcode, u_char *head,
     size_t head_len, ngx_chat_blob_t *body)
 {
     size_t              body_len, hlen;
-    u_char             *frame;
-    ngx_queue_t        *q;
     ngx_chat_ws_t      *ws;
     ngx_connection_t   *c;
     ngx_chat_ws_out_t  *e;
@@ -478,31 +632,21 @@ ngx_chat_ws_enqueue(ngx_chat_ws_conn_t *wc, unsigned opcode, u_char *head,
         return NGX_ERROR;
     }
 
-    frame = ngx_alloc(10 + head_len, c->log);
-    if (frame == NULL) {
-        goto failed;
+    e = ngx_alloc(sizeof(ngx_chat_ws_out_t) + 10 + head_len, c->log);
+    if (e == NULL) {
+        ngx_chat_ws_abort(wc);
+        return NGX_ERROR;
     }
 
-    if (!ngx_queue_empty(&ws->free_out)) {
-        q = ngx_queue_head(&ws->free_out);
-        ngx_queue_remove(q);
-        e = ngx_queue_data(q, ngx_chat_ws_out_t, queue);
+    e->head = (u_char *) (e + 1);
 
-    } else {
-        e = ngx_palloc(ws->pool, sizeof(ngx_chat_ws_out_t));
-        if (e == NULL) {
-            ngx_free(frame);
-            goto failed;
-        }
-    }
-
-    hlen = ngx_chat_ws_frame_header(frame, opcode, 1, head_len + body_len);
+    hlen = ngx_chat_ws_frame_header(e->head, opcode, 1,
+                                    head_len + body_len);
 
     if (head_len) {
-        ngx_memcpy(frame + hlen, head, head_len);
+        ngx_memcpy(e->head + hlen, head, head_len);
     }
 
-    e->head = frame;
     e->head_len = hlen + head_len;
     e->head_sent = 0;
     e->body = body;
@@ -522,12 +666,6 @@ ngx_chat_ws_enqueue(ngx_chat_ws_conn_t *wc, unsigned opcode, u_char *head,
     ngx_post_event(c->write, &ngx_posted_events);
 
     return NGX_OK;
-
-failed:
-
-    ngx_chat_ws_abort(wc);
-
-    return NGX_ERROR;
 }
 
 
@@ -537,12 +675,10 @@ ngx_chat_ws_write_handler(ngx_event_t *wev)
     ngx_int_t            rc;
     ngx_chat_ws_t       *ws;
     ngx_connection_t    *c;
-    ngx_http_request_t  *r;
     ngx_chat_ws_conn_t  *wc;
 
     c = wev->data;
-    r = c->data;
-    wc = ngx_http_get_module_ctx(r, ngx_chat_module);
+    wc = ngx_chat_ws_conn(c);
     ws = &wc->ws;
 
     if (wc->dead) {
@@ -567,6 +703,8 @@ ngx_chat_ws_write_handler(ngx_event_t *wev)
         ngx_chat_ws_abort(wc);
         return;
     }
+
+    ngx_chat_ws_release(wc);
 
     if (rc == NGX_AGAIN || !ws->close_sent || wc->lingering) {
         return;
@@ -628,7 +766,7 @@ ngx_chat_ws_flush(ngx_chat_ws_conn_t *wc)
     wev = c->write;
     progress = 0;
 
-    if (r->out) {
+    if (r && r->out) {
         /* the rest of the 101 response */
 
         sent = c->sent;
@@ -699,6 +837,13 @@ ngx_chat_ws_flush(ngx_chat_ws_conn_t *wc)
             if (wev->timer_set) {
                 ngx_del_timer(wev);
             }
+
+#if (NGX_SSL)
+            if (c->ssl) {
+                /* the 16k record buffer, allocated again when needed */
+                ngx_ssl_free_buffer(c);
+            }
+#endif
 
             return NGX_OK;
         }
@@ -781,19 +926,11 @@ again:
 static void
 ngx_chat_ws_free_entry(ngx_chat_ws_conn_t *wc, ngx_chat_ws_out_t *e)
 {
-    ngx_chat_ws_t  *ws;
-
-    ws = &wc->ws;
-
-    ngx_free(e->head);
-    e->head = NULL;
-
     if (e->body) {
         ngx_chat_blob_release(e->body);
-        e->body = NULL;
     }
 
-    ngx_queue_insert_tail(&ws->free_out, &e->queue);
+    ngx_free(e);
 }
 
 
@@ -902,11 +1039,16 @@ ngx_chat_ws_close_timer_handler(ngx_event_t *ev)
 }
 
 
-/* the end, at most once: finalize_ev runs from the event loop */
+/*
+ * the end, at most once: the close timer becomes the finalize event, which
+ * runs from the event loop
+ */
 
 static void
 ngx_chat_ws_abort(ngx_chat_ws_conn_t *wc)
 {
+    ngx_event_t  *ev;
+
     if (wc->dead) {
         return;
     }
@@ -914,7 +1056,19 @@ ngx_chat_ws_abort(ngx_chat_ws_conn_t *wc)
     wc->dead = 1;
     wc->ws.closing = 1;
 
-    ngx_post_event(&wc->finalize_ev, &ngx_posted_events);
+    ev = &wc->ws.close_timer;
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
+    if (ev->posted) {
+        ngx_delete_posted_event(ev);
+    }
+
+    ev->handler = ngx_chat_ws_finalize_handler;
+
+    ngx_post_event(ev, &ngx_posted_events);
 }
 
 
@@ -938,14 +1092,6 @@ ngx_chat_ws_finalize_handler(ngx_event_t *ev)
     ws->finalized = 1;
     ngx_chat_metric_gauge_add(NGX_CHAT_G_CONNECTIONS, -1);
 
-    if (ws->close_timer.timer_set) {
-        ngx_del_timer(&ws->close_timer);
-    }
-
-    if (ws->close_timer.posted) {
-        ngx_delete_posted_event(&ws->close_timer);
-    }
-
     c->log->action = "closing WebSocket";
 
     if (ws->on_closed) {
@@ -958,6 +1104,16 @@ ngx_chat_ws_finalize_handler(ngx_event_t *ev)
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "WebSocket closed");
 
-    ngx_http_free_request(r, 0);
+    if (wc->tail) {
+        ngx_free(wc->tail);
+    }
+
+    ngx_free(wc);
+
+    if (r) {
+        /* never released: the 101 was not written */
+        ngx_http_free_request(r, 0);
+    }
+
     ngx_http_close_connection(c);
 }

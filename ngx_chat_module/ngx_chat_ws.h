@@ -19,15 +19,24 @@ typedef void (*ngx_chat_ws_message_end_pt)(ngx_chat_ws_t *ws);
 
 /*
  * The connection is gone (closed by either side, error, timeout, worker
- * exit). Called exactly once; after it returns ws and its pool are freed,
- * so the session must drop every reference to ws.
+ * exit). Called exactly once; after it returns ws is freed, so the session
+ * must drop every reference to ws (and free what it allocated).
  */
 typedef void (*ngx_chat_ws_closed_pt)(ngx_chat_ws_t *ws);
 
+/*
+ * Memory: ws and the session are small allocations of their own; the
+ * upgraded HTTP request (its pool, header buffers) is released as soon as
+ * the 101 is written, so an idle session costs little more than these
+ * structures and the connection.
+ */
+
 struct ngx_chat_ws_s {
-    ngx_http_request_t          *request;   /* valid until closed */
+    ngx_http_request_t          *request;   /* the handshake: valid inside
+                                               ngx_chat_session_start(),
+                                               NULL once released (must
+                                               stay the first field) */
     ngx_connection_t            *connection;
-    ngx_pool_t                  *pool;      /* lives as long as ws */
     ngx_chat_loc_conf_t         *lcf;
 
     void                        *data;      /* the session */
@@ -44,10 +53,8 @@ struct ngx_chat_ws_s {
 
     /* private to ngx_chat_ws.c */
     ngx_chat_ws_reader_t         reader;
-    ngx_buf_t                   *in;
     ngx_queue_t                  out;
-    ngx_queue_t                  free_out;
-    ngx_event_t                  close_timer;
+    ngx_event_t                  close_timer; /* then the finalize event */
     uint16_t                     close_code;
     unsigned                     close_sent:1;
     unsigned                     close_received:1;
@@ -58,8 +65,10 @@ struct ngx_chat_ws_s {
 
 /*
  * ngx_chat_session.c: a handshake succeeded and the 101 response is out;
- * ws->request is still valid for identity. The session sets the handlers.
- * NGX_ERROR: the ws layer closes the connection (1011).
+ * ws->request is still valid for identity, but only during this call:
+ * nothing may be kept that points into the request. The session sets the
+ * handlers. NGX_ERROR: the ws layer closes the connection (1011), and
+ * on_closed is called if it was set.
  */
 ngx_int_t ngx_chat_session_start(ngx_chat_ws_t *ws);
 

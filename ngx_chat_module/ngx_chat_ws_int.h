@@ -11,15 +11,18 @@
 typedef struct ngx_chat_ws_conn_s  ngx_chat_ws_conn_t;
 
 /*
- * Allocates the connection state from r->pool, zeroed; NULL on failure.
- * Called before the 101 is sent, so a failure can still be a 500.
+ * Allocates the connection state, zeroed (ngx_calloc(), freed with r->pool
+ * unless ngx_chat_ws_start() takes it over); NULL on failure. Called
+ * before the 101 is sent, so a failure can still be a 500.
  */
 ngx_chat_ws_conn_t *ngx_chat_ws_create(ngx_http_request_t *r);
 
 /*
- * The 101 is out and r->main->count was raised: takes over the connection
- * (our read and write handlers) and hands it to the session. The request
- * lives until the connection is finalized.
+ * The 101 is handed to the filters and r->main->count was raised: takes
+ * over the connection (our read and write handlers) and hands it to the
+ * session. Once the handler has returned and the 101 is written, the
+ * request is freed (access logged) and the connection kept: c->data then
+ * points to the connection state instead of the request.
  */
 void ngx_chat_ws_start(ngx_http_request_t *r, ngx_chat_ws_conn_t *wc,
     ngx_chat_loc_conf_t *lcf, ngx_uint_t version);

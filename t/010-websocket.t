@@ -1235,3 +1235,61 @@ my $d = session();
 ok(probe($d, 'again'), 'the restarted nginx works');
 --- no_error_log
 [error]
+
+
+
+=== TEST 42: the handshake's request is released: large headers, frames in its packet, ws and wss
+--- need_module
+--- http_config
+$TEST_NGINX_MORE_SERVERS
+--- config
+access_log logs/ws_access.log;
+$TEST_NGINX_WS_CONF
+--- tests: 9
+--- perl
+# a 3000-byte header takes a large header buffer; the frames that come in
+# the handshake's packet are read from it before the request is freed
+my $log = servroot() . '/nginx/logs/ws_access.log';
+my $start = -s $log // 0;
+for my $ssl (0, 1) {
+    my $how = $ssl ? 'wss' : 'ws';
+    my $connect = stomp_frame('CONNECT', [['accept-version', '1.2'],
+                                          ['host', 'localhost'],
+                                          ['passcode', make_token("rel$ssl")],
+                                          ['heart-beat', '0,0']], '');
+    my $c = ws_connect('/ws/chat',
+                       ($ssl ? (ssl => 1, port => $ENV{TEST_NGINX_WSS_PORT})
+                             : ()),
+                       headers => ['X-Pad: ' . ('p' x 3000)],
+                       extra => ws_frame(opcode => 1, payload => $connect)
+                                . ws_frame(opcode => 1,
+                                           payload => probe_bytes("e$ssl")));
+    ok($c && $c->stomp_expect('CONNECTED', 3),
+       "$how: CONNECTED for a CONNECT in the handshake's packet");
+    ok(receipt_ok($c, "e$ssl"), "$how: the RECEIPT of the next frame");
+
+    if (!$ssl) {
+        # logged when released, while the session goes on
+        my $t = time;
+        my $line = '';
+        while (time - $t < 3) {
+            if (open my $fh, '<', $log) {
+                local $/;
+                seek $fh, $start, 0;
+                $line = <$fh> // '';
+            }
+            last if $line =~ m{"GET /ws/chat HTTP/1\.1" 101 };
+            select undef, undef, undef, 0.05;
+        }
+        like($line, qr{"GET /ws/chat HTTP/1\.1" 101 },
+             'the 101 is in the access log while the session is open');
+    }
+
+    my $p = probe_bytes("big$ssl");
+    $c->send_frame(opcode => 1, payload => ("\n" x (70000 - length $p)) . $p);
+    ok(receipt_ok($c, "big$ssl", 5), "$how: then a 70000-byte message");
+    $c->close(1000);
+    ok(fails_with($c, 1000), "$how: the close handshake");
+}
+--- no_error_log
+[error]
