@@ -12,6 +12,9 @@
 #define NGX_CHAT_ENSURE_BATCH_MAX    1000
 #define NGX_CHAT_ENSURE_INFLIGHT     2
 
+/* ms at least between two statements: a storm fills the batches */
+#define NGX_CHAT_ENSURE_INTERVAL     10
+
 /* users waiting for a statement; past this they are not created now */
 #define NGX_CHAT_ENSURE_PENDING_MAX  50000
 
@@ -39,6 +42,7 @@ static ngx_int_t ngx_chat_identity_bearer(ngx_http_request_t *r,
     ngx_str_t *token);
 static ngx_int_t ngx_chat_known_init(ngx_log_t *log);
 static void ngx_chat_known_remove(u_char *user, size_t len);
+static void ngx_chat_ensure_schedule(void);
 static void ngx_chat_ensure_flush_handler(ngx_event_t *ev);
 static ngx_int_t ngx_chat_ensure_send(void);
 static u_char *ngx_chat_ensure_quote(u_char *p, u_char *s, size_t len);
@@ -56,7 +60,9 @@ static ngx_uint_t         ngx_chat_known_generation;
 static ngx_queue_t        ngx_chat_ensure_pending;
 static ngx_uint_t         ngx_chat_ensure_npending;
 static ngx_uint_t         ngx_chat_ensure_inflight;
+static ngx_msec_t         ngx_chat_ensure_last;
 static ngx_event_t        ngx_chat_ensure_flush;
+static ngx_connection_t   ngx_chat_ensure_dummy;  /* for the timer's log */
 
 
 /*
@@ -238,8 +244,11 @@ ngx_chat_identity_verify(ngx_pool_t *pool, ngx_chat_loc_conf_t *lcf,
  * Users are created on first sight without holding the session: a user
  * this worker has not seen yet (or seen without a name, now with one)
  * joins the pending batch, and one INSERT per batch creates them all; at
- * most NGX_CHAT_ENSURE_INFLIGHT batches run at once, so a storm of new
- * sessions takes few pool connections and round trips. A user is
+ * most NGX_CHAT_ENSURE_INFLIGHT batches run at once, at most one starts
+ * every NGX_CHAT_ENSURE_INTERVAL ms unless a full one waits, so a storm
+ * of new sessions takes few pool connections, round trips and statements
+ * (nothing references a user before its own REST call touches it: the
+ * SQL functions create their caller too, so the session does not wait). A user is
  * remembered from the moment it is queued (a burst of its sessions queues
  * it once) and forgotten again when its statement fails, so that the next
  * session tries again.
@@ -327,31 +336,70 @@ ngx_chat_identity_ensure_user(ngx_chat_identity_t *id, ngx_log_t *log)
 
         ngx_chat_ensure_flush.handler = ngx_chat_ensure_flush_handler;
         ngx_chat_ensure_flush.log = ngx_cycle->log;
+        ngx_chat_ensure_flush.cancelable = 1;
+
+        /* the event timer's debug log reads the "fd" of ev->data */
+        ngx_chat_ensure_dummy.fd = (ngx_socket_t) -1;
+        ngx_chat_ensure_flush.data = &ngx_chat_ensure_dummy;
     }
 
     ngx_queue_insert_tail(&ngx_chat_ensure_pending, &e->queue);
     ngx_chat_ensure_npending++;
 
-    /* the sessions of this event loop iteration go in the same batch */
+    ngx_chat_ensure_schedule();
+}
 
-    if (ngx_chat_ensure_inflight < NGX_CHAT_ENSURE_INFLIGHT
-        && !ngx_chat_ensure_flush.posted)
+
+/*
+ * The next statement: posted (the sessions of this event loop iteration
+ * go in the same batch), or on a timer while the last one is younger than
+ * NGX_CHAT_ENSURE_INTERVAL.
+ */
+
+static void
+ngx_chat_ensure_schedule(void)
+{
+    ngx_msec_t    elapsed;
+    ngx_event_t  *ev;
+
+    ev = &ngx_chat_ensure_flush;
+
+    if (ngx_chat_ensure_npending == 0
+        || ngx_chat_ensure_inflight >= NGX_CHAT_ENSURE_INFLIGHT
+        || ev->posted || ev->timer_set)
     {
-        ngx_post_event(&ngx_chat_ensure_flush, &ngx_posted_events);
+        return;
     }
+
+    elapsed = ngx_current_msec - ngx_chat_ensure_last;
+
+    if (elapsed >= NGX_CHAT_ENSURE_INTERVAL
+        || ngx_chat_ensure_npending >= NGX_CHAT_ENSURE_BATCH_MAX)
+    {
+        ngx_post_event(ev, &ngx_posted_events);
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_CHAT_ENSURE_INTERVAL - elapsed);
 }
 
 
 static void
 ngx_chat_ensure_flush_handler(ngx_event_t *ev)
 {
-    while (ngx_chat_ensure_npending
-           && ngx_chat_ensure_inflight < NGX_CHAT_ENSURE_INFLIGHT)
-    {
+    ev->timedout = 0;
+
+    do {
         if (ngx_chat_ensure_send() != NGX_OK) {
-            return;
+            break;
         }
-    }
+
+        ngx_chat_ensure_last = ngx_current_msec;
+
+    } while (ngx_chat_ensure_npending >= NGX_CHAT_ENSURE_BATCH_MAX
+             && ngx_chat_ensure_inflight < NGX_CHAT_ENSURE_INFLIGHT);
+
+    ngx_chat_ensure_schedule();
 }
 
 
@@ -515,9 +563,7 @@ ngx_chat_ensure_done(PGresult *res, void *data)
         ngx_chat_ensure_finish(b, 1);
     }
 
-    if (ngx_chat_ensure_npending && !ngx_chat_ensure_flush.posted) {
-        ngx_post_event(&ngx_chat_ensure_flush, &ngx_posted_events);
-    }
+    ngx_chat_ensure_schedule();
 }
 
 
