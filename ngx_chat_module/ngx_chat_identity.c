@@ -246,12 +246,12 @@ ngx_chat_identity_verify(ngx_pool_t *pool, ngx_chat_loc_conf_t *lcf,
  * joins the pending batch, and one INSERT per batch creates them all; at
  * most NGX_CHAT_ENSURE_INFLIGHT batches run at once, at most one starts
  * every NGX_CHAT_ENSURE_INTERVAL ms unless a full one waits, so a storm
- * of new sessions takes few pool connections, round trips and statements
- * (nothing references a user before its own REST call touches it: the
- * SQL functions create their caller too, so the session does not wait). A user is
- * remembered from the moment it is queued (a burst of its sessions queues
- * it once) and forgotten again when its statement fails, so that the next
- * session tries again.
+ * of new sessions takes few pool connections, round trips and statements.
+ * The session does not wait: only REST calls reference users (members,
+ * creators, devices), and their SQL functions create the users they name.
+ * A user is remembered from the moment it is queued (a burst of its
+ * sessions queues it once) and forgotten again when its statement fails,
+ * so that the next session tries again.
  */
 
 void

@@ -582,7 +582,7 @@ is($j->{displayName}, 'Mona L.', 'named after the token');
 
 
 
-=== TEST 25: new users of sessions arriving together: all created, names as given
+=== TEST 25: sessions of new users at once: all created, with their names
 --- need_module
 --- config
     location = /ws/chat {
@@ -640,7 +640,7 @@ is($name, 'Later', 'the name fills the missing one');
 
 
 
-=== TEST 26: PostgreSQL unavailable: sessions still connect, users are tried again
+=== TEST 26: PostgreSQL down: sessions connect, creation is tried again
 --- need_module
 --- no_chat_stores
 --- http_config
