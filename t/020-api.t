@@ -579,3 +579,86 @@ is($st, 200, 'the user exists');
 is($j->{displayName}, 'Mona L.', 'named after the token');
 --- no_error_log
 [error]
+
+
+
+=== TEST 25: sessions of new users at once: all created, with their names
+--- need_module
+--- config
+    location = /ws/chat {
+        chat_websocket;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+    }
+--- tests: 3
+--- perl
+# every CONNECT is sent before any CONNECTED is read: the users go to
+# PostgreSQL in batches, the names through a text[] literal
+my @names = ('Q "uote"', 'back\\slash', 'comma, {brace}', 'NULL', undef,
+             "it's", " sp ace ");
+my (@c, %want, $ok);
+for my $i (0 .. 59) {
+    my $c = ws_connect('/ws/chat') or die "no WebSocket\n";
+    my $name = $names[$i % @names];
+    push @c, [$c, "many$i", $name];
+    $want{"many$i"} = $name // '<null>';
+}
+for my $x (@c) {
+    my ($c, $user, $name) = @$x;
+    $c->stomp_send('CONNECT', [['accept-version', '1.2'],
+                               ['host', 'localhost'],
+                               ['passcode', make_token($user,
+                                                       name => $name)],
+                               ['heart-beat', '0,0']], '');
+}
+$ok = grep { my $f = $_->[0]->stomp_recv;
+             $f && $f->{command} eq 'CONNECTED' } @c;
+is($ok, 60, 'every session connected');
+
+my %got;
+for (1 .. 60) {
+    %got = map { $_->[0] => $_->[1] }
+           pg_query(q{select id, coalesce(display_name, '<null>')
+                      from users where id like 'many%'});
+    last if keys %got == 60;
+    Time::HiRes::sleep(0.05);
+}
+is_deeply(\%got, \%want, 'all 60 users, each with its name');
+
+# a user first seen without a name gets the one a later token brings
+my $s = stomp_connect('/ws/chat', user => 'many4', name => 'Later');
+my $name;
+for (1 .. 40) {
+    ($name) = map { $_->[0] } pg_query(q{select display_name from users
+                                         where id = 'many4'});
+    last if defined $name && $name eq 'Later';
+    Time::HiRes::sleep(0.05);
+}
+is($name, 'Later', 'the name fills the missing one');
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 26: PostgreSQL down: sessions connect, creation is tried again
+--- need_module
+--- no_chat_stores
+--- http_config
+    chat_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    chat_postgres "host=127.0.0.1 port=$TEST_NGINX_DEAD_PORT dbname=chat";
+    chat_postgres_timeout 1s;
+--- config
+    location = /ws/chat {
+        chat_websocket;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+    }
+--- tests: 3
+--- perl
+my $s = stomp_connect('/ws/chat', user => 'nopg');
+ok($s, 'CONNECTED without PostgreSQL');
+ok(wait_for_log(qr/creating 1 user \("nopg"\) failed/, 5),
+   'the creation failed');
+# forgotten after the failure: the next session tries again
+my $s2 = stomp_connect('/ws/chat', user => 'nopg');
+ok(wait_for_log(qr/(?s:creating 1 user \("nopg"\) failed.*){2}/, 5),
+   'tried again');
