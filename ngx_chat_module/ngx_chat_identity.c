@@ -306,7 +306,8 @@ ngx_chat_known_init(ngx_log_t *log)
 {
     ngx_pool_t  *pool;
 
-    pool = ngx_create_pool(16384, log);
+    /* the cycle's log: the caller's (a session's) dies before the pool */
+    pool = ngx_create_pool(16384, ngx_cycle->log);
     if (pool == NULL) {
         return NGX_ERROR;
     }
