@@ -54,6 +54,9 @@
 #define CB_PH_RUN        2
 #define CB_PH_DRAIN      3
 #define CB_PH_DONE       4
+#define CB_PH_PRIME      5
+
+#define CB_PRIME_MAX_NS  30000000000LL  /* priming gives up after 30 s */
 
 
 typedef struct {
@@ -105,6 +108,7 @@ typedef struct {
     double       hold;
     double       connect_timeout;
     int          max_time;
+    int          prime;
     int          rss_master[CB_MAX_PIDS];
     int          rss_pid[CB_MAX_PIDS];
     int          cpu_pid[CB_MAX_PIDS];
@@ -1251,6 +1255,28 @@ cb_send_due(int64_t now)
 }
 
 
+/*
+ * One message per conversation, answered before the warm-up starts: the
+ * gateway fills its membership cache (Redis, from PostgreSQL) on a
+ * conversation's first message, and the figures are about the steady
+ * state, not about the cache of conversations made a second ago.
+ */
+static void
+cb_prime(void)
+{
+    uint32_t    g;
+    cb_conn_t  *c;
+
+    for (g = 0; g < n_groups; g++) {
+        c = &conns[g * cf.group];
+
+        if (c->state == CB_READY) {
+            cb_send_message(c);
+        }
+    }
+}
+
+
 static void
 cb_heartbeats(int64_t now)
 {
@@ -1744,6 +1770,8 @@ cb_usage(int rc)
 "  --cpu-pid PID                  count CPU of PID as auxiliary\n"
 "  --connect-timeout S            give up on setup after S (120)\n"
 "  --max-time S                   hard stop (600)\n"
+"  --no-prime                     ngx_chat direct/fanout: no first message\n"
+"                                 per conversation before the warm-up\n"
 "  --label S --json FILE          the results' label and JSON file\n");
     exit(rc);
 }
@@ -1770,6 +1798,7 @@ cb_options(int argc, char **argv)
         { "cpu-pid", 1, NULL, 'C' },     { "connect-timeout", 1, NULL, 'T' },
         { "max-time", 1, NULL, 'm' },    { "label", 1, NULL, 'l' },
         { "json", 1, NULL, 'j' },        { "help", 0, NULL, '?' },
+        { "no-prime", 0, NULL, 'N' },
         { NULL, 0, NULL, 0 }
     };
 
@@ -1796,6 +1825,7 @@ cb_options(int argc, char **argv)
     cf.pubs = 4;
     cf.connect_timeout = 120;
     cf.max_time = 600;
+    cf.prime = 1;
 
     snprintf(prefix, sizeof(prefix), "b%ld", (long) getpid());
     cf.prefix = prefix;
@@ -1848,6 +1878,7 @@ cb_options(int argc, char **argv)
         case 'x': cf.window = (uint32_t) strtoul(optarg, NULL, 10); break;
         case 'B': cf.pubs = (uint32_t) strtoul(optarg, NULL, 10); break;
         case 'f': cf.prefix = optarg; break;
+        case 'N': cf.prime = 0; break;
         case 'M':
             if (cf.n_master < CB_MAX_PIDS) {
                 cf.rss_master[cf.n_master++] = atoi(optarg);
@@ -2056,6 +2087,29 @@ main(int argc, char **argv)
                     break;
                 }
 
+                if (cf.prime && cf.system == CB_SYS_CHAT
+                    && cf.scenario != CB_SC_STORM)
+                {
+                    phase = CB_PH_PRIME;
+                    deadline = now + CB_PRIME_MAX_NS;
+                    cb_prime();
+                    break;
+                }
+
+                phase = CB_PH_RUN;
+                st.t_run = now;
+                st.t_measure = now + (int64_t) (cf.warmup * 1e9);
+                deadline = st.t_measure + (int64_t) (cf.duration * 1e9);
+            }
+            break;
+
+        case CB_PH_PRIME:
+            if (st.outstanding == 0 || now > deadline) {
+                fprintf(stderr, "chat_bench: %u conversations primed, %"
+                        PRIu64 " unanswered, in %.2f s\n", n_groups,
+                        st.outstanding,
+                        (double) (now - st.t_all_ready) / 1e9);
+
                 phase = CB_PH_RUN;
                 st.t_run = now;
                 st.t_measure = now + (int64_t) (cf.warmup * 1e9);
@@ -2110,7 +2164,7 @@ main(int argc, char **argv)
             last_hb = now;
         }
 
-        timeout = phase == CB_PH_RUN ? 1 : 10;
+        timeout = (phase == CB_PH_RUN || phase == CB_PH_PRIME) ? 1 : 10;
         n = epoll_wait(ep, evs, 1024, timeout);
 
         for (i = 0; i < n; i++) {

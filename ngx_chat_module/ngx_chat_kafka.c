@@ -14,7 +14,14 @@
 
 #define NGX_CHAT_KAFKA_POLL       100     /* ms, the safety poll */
 #define NGX_CHAT_KAFKA_FLUSH      2000    /* ms, at worker exit */
-#define NGX_CHAT_KAFKA_LINGER     "2"     /* ms, batching vs latency */
+/*
+ * A RECEIPT waits for its message's acknowledgement: no batching delay
+ * (the messages that come while a request is in flight still go out
+ * together in the next one) and no Nagle delay on the broker sockets.
+ * Measured against the 2 ms linger before: RECEIPT p50 1.5-2.2 ms
+ * instead of 4.4-5.5 ms at 2,000 msg/s, at the same CPU.
+ */
+#define NGX_CHAT_KAFKA_LINGER     "0"     /* ms */
 
 
 struct ngx_chat_kafka_req_s {
@@ -276,6 +283,8 @@ ngx_chat_kafka_options(rd_kafka_conf_t *conf, ngx_chat_kafka_conf_t *kcf,
 
     if (ngx_chat_kafka_set(conf, "client.id", "ngx_chat", log) != NGX_OK
         || ngx_chat_kafka_set(conf, "linger.ms", NGX_CHAT_KAFKA_LINGER, log)
+           != NGX_OK
+        || ngx_chat_kafka_set(conf, "socket.nagle.disable", "true", log)
            != NGX_OK
         /* the Java clients' partitioner: same key, same partition */
         || ngx_chat_kafka_set(conf, "partitioner", "murmur2_random", log)
