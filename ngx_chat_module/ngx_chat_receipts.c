@@ -208,10 +208,12 @@ ngx_chat_receipts_flush(ngx_event_t *ev)
         argv[5] = (char *) conv;
         lens[5] = conv_len;
 
+        /* a batch nobody waits for: never ahead of the clients' SENDs */
+
         if (!failed
-            && ngx_chat_redis_eval(&ngx_chat_receipts_script,
-                                   ngx_chat_receipts_reply, NULL, 3, 6, argv,
-                                   lens)
+            && ngx_chat_redis_eval_bg(&ngx_chat_receipts_script,
+                                      ngx_chat_receipts_reply, NULL, 3, 6,
+                                      argv, lens)
                == NULL)
         {
             failed = 1;
