@@ -34,11 +34,14 @@
 #define CB_MAX_PIDS      16
 
 #define CB_PH_CONNECT    0
-#define CB_PH_WAIT       1          /* a child: connected, awaits the go */
-#define CB_PH_HOLD       2
-#define CB_PH_RUN        3
-#define CB_PH_DRAIN      4
-#define CB_PH_DONE       5
+#define CB_PH_PRIME      1          /* one message per conversation */
+#define CB_PH_WAIT       2          /* a child: connected, awaits the go */
+#define CB_PH_HOLD       3
+#define CB_PH_RUN        4
+#define CB_PH_DRAIN      5
+#define CB_PH_DONE       6
+
+#define CB_PRIME_MAX_NS  30000000000LL  /* priming gives up after 30 s */
 
 
 typedef struct {
@@ -90,6 +93,7 @@ typedef struct {
     double       hold;
     double       connect_timeout;
     int          max_time;
+    int          prime;
     int          rss_master[CB_MAX_PIDS];
     int          rss_pid[CB_MAX_PIDS];
     int          cpu_pid[CB_MAX_PIDS];

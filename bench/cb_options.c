@@ -39,6 +39,8 @@ cb_usage(int rc)
 "  --cpu-pid PID                  count CPU of PID as auxiliary\n"
 "  --connect-timeout S            give up on setup after S (120)\n"
 "  --max-time S                   hard stop (600)\n"
+"  --no-prime                     ngx_chat direct/fanout: no first message\n"
+"                                 per conversation before the warm-up\n"
 "  --procs N                      load-generator processes, each over a\n"
 "                                 slice of the users, sharing --inflight,\n"
 "                                 --window and --publishers (1)\n"
@@ -68,7 +70,7 @@ cb_options(int argc, char **argv)
         { "cpu-pid", 1, NULL, 'C' },     { "connect-timeout", 1, NULL, 'T' },
         { "max-time", 1, NULL, 'm' },    { "label", 1, NULL, 'l' },
         { "json", 1, NULL, 'j' },        { "procs", 1, NULL, 'N' },
-        { "help", 0, NULL, '?' },
+        { "no-prime", 0, NULL, 'Q' },    { "help", 0, NULL, '?' },
         { NULL, 0, NULL, 0 }
     };
 
@@ -95,6 +97,7 @@ cb_options(int argc, char **argv)
     cf.pubs = 4;
     cf.connect_timeout = 120;
     cf.max_time = 600;
+    cf.prime = 1;
     cf.procs = 1;
     cf.child = -1;
 
@@ -166,6 +169,7 @@ cb_options(int argc, char **argv)
             break;
         case 'T': cf.connect_timeout = strtod(optarg, NULL); break;
         case 'm': cf.max_time = atoi(optarg); break;
+        case 'Q': cf.prime = 0; break;
         case 'l': cf.label = optarg; break;
         case 'j': cf.json = optarg; break;
         case 'N': cf.procs = (uint32_t) strtoul(optarg, NULL, 10); break;

@@ -190,7 +190,7 @@ cb_close(cb_conn_t *c)
 
     if (c->kind == CB_CLIENT) {
         if (c->state == CB_READY) {
-            if (phase >= CB_PH_WAIT && phase < CB_PH_DONE) {
+            if (phase >= CB_PH_PRIME && phase < CB_PH_DONE) {
                 st.dropped++;
             }
 
@@ -568,6 +568,53 @@ cb_after_connect(int64_t t0)
 }
 
 
+/*
+ * One message per conversation of this process (its first member is
+ * ours), answered before the warm-up starts: the gateway fills its
+ * membership cache (Redis, from PostgreSQL) on a conversation's first
+ * message, and the figures are about the steady state, not about the
+ * cache of conversations made a second ago.
+ */
+static void
+cb_prime(void)
+{
+    uint32_t    g, first;
+    cb_conn_t  *c;
+
+    for (g = 0; g < n_groups; g++) {
+        first = g * cf.group;
+
+        if (first < cf.lo || first >= cf.hi) {
+            continue;
+        }
+
+        c = &conns[first];
+
+        if (c->state == CB_READY) {
+            cb_send_message(c);
+        }
+    }
+}
+
+
+/* this process's sessions are up (and primed): report, or go on */
+static void
+cb_connected(int64_t now)
+{
+    if (cf.child >= 0) {
+        cb_child_connected();
+        phase = CB_PH_WAIT;
+        return;
+    }
+
+    fprintf(stderr, "chat_bench: %" PRIu64 " sessions ready, %" PRIu64
+            " failed in %.2f s\n", st.ready, st.failed,
+            (double) (now - st.t_begin) / 1e9);
+
+    cb_after_connect(now);
+}
+
+
 void
 cb_loop(void)
 {
@@ -613,17 +660,26 @@ cb_loop(void)
 
                 st.t_all_ready = now;
 
-                if (cf.child >= 0) {
-                    cb_child_connected();
-                    phase = CB_PH_WAIT;
+                if (cf.prime && cf.system == CB_SYS_CHAT
+                    && cf.scenario != CB_SC_STORM
+                    && cf.scenario != CB_SC_DENSITY)
+                {
+                    phase = CB_PH_PRIME;
+                    deadline = now + CB_PRIME_MAX_NS;
+                    cb_prime();
                     break;
                 }
 
-                fprintf(stderr, "chat_bench: %" PRIu64 " sessions ready, %"
-                        PRIu64 " failed in %.2f s\n", st.ready, st.failed,
-                        (double) (now - st.t_begin) / 1e9);
+                cb_connected(now);
+            }
+            break;
 
-                cb_after_connect(now);
+        case CB_PH_PRIME:
+            if (st.outstanding == 0 || now > deadline) {
+                fprintf(stderr, "chat_bench: conversations primed, %"
+                        PRIu64 " unanswered, in %.2f s\n", st.outstanding,
+                        (double) (now - st.t_all_ready) / 1e9);
+                cb_connected(now);
             }
             break;
 
@@ -679,7 +735,7 @@ cb_loop(void)
             last_hb = now;
         }
 
-        timeout = phase == CB_PH_RUN ? 1 : 10;
+        timeout = (phase == CB_PH_RUN || phase == CB_PH_PRIME) ? 1 : 10;
         n = epoll_wait(ep, evs, 1024, timeout);
 
         for (i = 0; i < n; i++) {

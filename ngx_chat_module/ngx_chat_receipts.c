@@ -286,9 +286,11 @@ ngx_chat_receipts_flush(ngx_event_t *ev)
             argc++;
         }
 
-        if (ngx_chat_redis_eval(&ngx_chat_receipts_script,
-                                ngx_chat_receipts_reply, NULL, 3, argc, argv,
-                                lens)
+        /* a batch nobody waits for: never ahead of the clients' SENDs */
+
+        if (ngx_chat_redis_eval_bg(&ngx_chat_receipts_script,
+                                   ngx_chat_receipts_reply, NULL, 3, argc,
+                                   argv, lens)
             == NULL)
         {
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,

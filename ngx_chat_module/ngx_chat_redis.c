@@ -18,6 +18,14 @@
 #define NGX_CHAT_REDIS_OUT_SIZE      4096
 #define NGX_CHAT_REDIS_FREE_MAX      256
 
+/*
+ * Background scripts (delivered watermarks, presence renewals) come in
+ * bursts from timers: at most this many of them are in the command link's
+ * pipeline at once, so a SEND never waits behind a whole burst (at 2,000
+ * msg/s one worker's delivered flush is ~500 scripts, 10-20 ms of Redis).
+ */
+#define NGX_CHAT_REDIS_BG_MAX        8
+
 /* "$7\r\nEVALSHA\r\n$40\r\n" + sha1 + "\r\n" after the "*N\r\n" header */
 #define NGX_CHAT_REDIS_EVALSHA_HEAD  60
 
@@ -32,6 +40,7 @@ struct ngx_chat_redis_req_s {
     char                        *cmd;         /* the formatted EVALSHA */
     size_t                       cmd_len;
     ngx_uint_t                   retried;
+    unsigned                     bg:1;        /* a background request */
 };
 
 
@@ -59,6 +68,11 @@ static ngx_chat_redis_req_t *ngx_chat_redis_enqueue(char *cmd, int len,
     ngx_chat_redis_reply_pt handler, void *data,
     ngx_chat_redis_script_t *script);
 static void ngx_chat_redis_free_req(ngx_chat_redis_req_t *req);
+static ngx_chat_redis_req_t *ngx_chat_redis_alloc_req(void);
+static void ngx_chat_redis_bg_next(void);
+static char *ngx_chat_redis_format_eval(ngx_chat_redis_script_t *script,
+    int numkeys, int argc, const char **argv, const size_t *argvlen,
+    int *len);
 
 
 ngx_chat_redis_t  ngx_chat_redis;
@@ -110,6 +124,7 @@ ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_addr_t *addr,
 
     ngx_queue_init(&r->pending);
     ngx_queue_init(&r->free);
+    ngx_queue_init(&r->bg_wait);
 
     r->timer.handler = ngx_chat_redis_timeout_handler;
     r->timer.data = r;
@@ -740,15 +755,93 @@ ngx_chat_redis_eval(ngx_chat_redis_script_t *script,
     ngx_chat_redis_reply_pt handler, void *data, int numkeys, int argc,
     const char **argv, const size_t *argvlen)
 {
-    int                    i, len;
+    int    len;
+    char  *cmd;
+
+    if (!ngx_chat_redis_ready() || ngx_chat_redis.exiting) {
+        return NULL;
+    }
+
+    cmd = ngx_chat_redis_format_eval(script, numkeys, argc, argv, argvlen,
+                                     &len);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    return ngx_chat_redis_enqueue(cmd, len, handler, data, script);
+}
+
+
+ngx_chat_redis_req_t *
+ngx_chat_redis_eval_bg(ngx_chat_redis_script_t *script,
+    ngx_chat_redis_reply_pt handler, void *data, int numkeys, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    int                    len;
     char                  *cmd;
-    size_t                *lens;
-    u_char                 nk[NGX_INT_T_LEN];
-    const char           **args;
+    ngx_chat_redis_t      *r;
     ngx_chat_redis_req_t  *req;
 
-    if (!ngx_chat_redis_ready() || ngx_chat_redis.exiting || argc < 0
-        || numkeys < 0 || numkeys > argc || script->sha1[0] == '\0')
+    r = &ngx_chat_redis;
+
+    if (!ngx_chat_redis_ready() || r->exiting) {
+        return NULL;
+    }
+
+    if (r->bg_inflight < NGX_CHAT_REDIS_BG_MAX
+        && ngx_queue_empty(&r->bg_wait))
+    {
+        req = ngx_chat_redis_eval(script, handler, data, numkeys, argc,
+                                  argv, argvlen);
+        if (req) {
+            req->bg = 1;
+            r->bg_inflight++;
+        }
+
+        return req;
+    }
+
+    /* waits, formatted, until a background request in flight is answered */
+
+    cmd = ngx_chat_redis_format_eval(script, numkeys, argc, argv, argvlen,
+                                     &len);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    req = ngx_chat_redis_alloc_req();
+    if (req == NULL) {
+        redisFreeCommand(cmd);
+        return NULL;
+    }
+
+    req->script = script;
+    req->cmd = cmd;
+    req->cmd_len = len;
+    req->handler = handler;
+    req->data = data;
+    req->bg = 1;
+
+    ngx_queue_insert_tail(&r->bg_wait, &req->queue);
+
+    return req;
+}
+
+
+/* "EVALSHA sha1 numkeys argv...", formatted by hiredis (free: theirs) */
+
+static char *
+ngx_chat_redis_format_eval(ngx_chat_redis_script_t *script, int numkeys,
+    int argc, const char **argv, const size_t *argvlen, int *len)
+{
+    int           i;
+    char         *cmd;
+    size_t       *lens;
+    u_char        nk[NGX_INT_T_LEN];
+    const char  **args;
+
+    if (argc < 0 || numkeys < 0 || numkeys > argc
+        || script->sha1[0] == '\0')
     {
         return NULL;
     }
@@ -775,17 +868,66 @@ ngx_chat_redis_eval(ngx_chat_redis_script_t *script,
 
     cmd = NULL;
 
-    len = redisFormatCommandArgv(&cmd, argc + 3, args, lens);
+    *len = redisFormatCommandArgv(&cmd, argc + 3, args, lens);
 
     ngx_free(args);
 
-    if (len < 0 || cmd == NULL) {
+    if (*len < 0 || cmd == NULL) {
         return NULL;
     }
 
-    req = ngx_chat_redis_enqueue(cmd, len, handler, data, script);
+    return cmd;
+}
 
-    return req;
+
+/* background requests in flight were answered: the next ones go out */
+
+static void
+ngx_chat_redis_bg_next(void)
+{
+    ngx_queue_t           *q;
+    ngx_chat_redis_t      *r;
+    ngx_chat_redis_req_t  *req;
+
+    r = &ngx_chat_redis;
+
+    while (r->bg_inflight < NGX_CHAT_REDIS_BG_MAX
+           && !ngx_queue_empty(&r->bg_wait))
+    {
+        q = ngx_queue_head(&r->bg_wait);
+        req = ngx_queue_data(q, ngx_chat_redis_req_t, queue);
+
+        ngx_queue_remove(q);
+
+        if (req->handler == NULL) {
+            /* cancelled while it waited: never sent */
+            ngx_chat_redis_free_req(req);
+            continue;
+        }
+
+        if (ngx_chat_redis_append(&r->cmd, (u_char *) req->cmd,
+                                  req->cmd_len)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->log, 0,
+                          "chat redis: cannot queue a background script");
+            req->handler(NULL, req->data);
+            ngx_chat_redis_free_req(req);
+            continue;
+        }
+
+        req->start = ngx_current_msec;
+        req->start_us = ngx_chat_metric_now_us();
+
+        ngx_queue_insert_tail(&r->pending, &req->queue);
+        r->bg_inflight++;
+
+        if (!r->timer.timer_set) {
+            ngx_add_timer(&r->timer, r->timeout);
+        }
+
+        ngx_chat_redis_flush(&r->cmd);
+    }
 }
 
 
@@ -807,27 +949,16 @@ static ngx_chat_redis_req_t *
 ngx_chat_redis_enqueue(char *cmd, int len, ngx_chat_redis_reply_pt handler,
     void *data, ngx_chat_redis_script_t *script)
 {
-    ngx_queue_t           *q;
     ngx_chat_redis_t      *r;
     ngx_chat_redis_req_t  *req;
 
     r = &ngx_chat_redis;
 
-    if (!ngx_queue_empty(&r->free)) {
-        q = ngx_queue_head(&r->free);
-        ngx_queue_remove(q);
-        r->nfree--;
-        req = ngx_queue_data(q, ngx_chat_redis_req_t, queue);
-
-    } else {
-        req = ngx_alloc(sizeof(ngx_chat_redis_req_t), r->log);
-        if (req == NULL) {
-            redisFreeCommand(cmd);
-            return NULL;
-        }
+    req = ngx_chat_redis_alloc_req();
+    if (req == NULL) {
+        redisFreeCommand(cmd);
+        return NULL;
     }
-
-    ngx_memzero(req, sizeof(ngx_chat_redis_req_t));
 
     if (ngx_chat_redis_append(&r->cmd, (u_char *) cmd, len) != NGX_OK) {
         redisFreeCommand(cmd);
@@ -856,6 +987,34 @@ ngx_chat_redis_enqueue(char *cmd, int len, ngx_chat_redis_reply_pt handler,
     }
 
     ngx_chat_redis_flush(&r->cmd);
+
+    return req;
+}
+
+
+static ngx_chat_redis_req_t *
+ngx_chat_redis_alloc_req(void)
+{
+    ngx_queue_t           *q;
+    ngx_chat_redis_t      *r;
+    ngx_chat_redis_req_t  *req;
+
+    r = &ngx_chat_redis;
+
+    if (!ngx_queue_empty(&r->free)) {
+        q = ngx_queue_head(&r->free);
+        ngx_queue_remove(q);
+        r->nfree--;
+        req = ngx_queue_data(q, ngx_chat_redis_req_t, queue);
+
+    } else {
+        req = ngx_alloc(sizeof(ngx_chat_redis_req_t), r->log);
+        if (req == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memzero(req, sizeof(ngx_chat_redis_req_t));
 
     return req;
 }
@@ -925,8 +1084,13 @@ ngx_chat_redis_cmd_close(ngx_chat_redis_link_t *link)
         ngx_del_timer(&r->timer);
     }
 
-    while (!ngx_queue_empty(&r->pending)) {
-        q = ngx_queue_head(&r->pending);
+    r->bg_inflight = 0;
+
+    while (!ngx_queue_empty(&r->pending)
+           || !ngx_queue_empty(&r->bg_wait))
+    {
+        q = ngx_queue_empty(&r->pending) ? ngx_queue_head(&r->bg_wait)
+                                         : ngx_queue_head(&r->pending);
         ngx_queue_remove(q);
         req = ngx_queue_data(q, ngx_chat_redis_req_t, queue);
 
@@ -950,6 +1114,7 @@ static ngx_int_t
 ngx_chat_redis_cmd_reply(ngx_chat_redis_link_t *link, redisReply *reply)
 {
     void                     *data;
+    ngx_uint_t                bg;
     ngx_queue_t              *q;
     ngx_chat_redis_t         *r;
     ngx_chat_redis_req_t     *req;
@@ -986,6 +1151,7 @@ ngx_chat_redis_cmd_reply(ngx_chat_redis_link_t *link, redisReply *reply)
 
     handler = req->handler;
     data = req->data;
+    bg = req->bg;
 
     ngx_chat_metric_observe(NGX_CHAT_H_REDIS, NGX_CHAT_G_REDIS_RTT,
                             ngx_chat_metric_now_us() - req->start_us);
@@ -998,6 +1164,14 @@ ngx_chat_redis_cmd_reply(ngx_chat_redis_link_t *link, redisReply *reply)
 
     if (handler) {
         handler(reply, data);
+    }
+
+    if (bg && r->bg_inflight) {
+        r->bg_inflight--;
+
+        if (link->connected && link->connection) {
+            ngx_chat_redis_bg_next();
+        }
     }
 
     return NGX_OK;

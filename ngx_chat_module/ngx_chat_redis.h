@@ -67,6 +67,16 @@ ngx_chat_redis_req_t *ngx_chat_redis_eval(ngx_chat_redis_script_t *script,
     ngx_chat_redis_reply_pt handler, void *data, int numkeys, int argc,
     const char **argv, const size_t *argvlen);
 
+/*
+ * The same for work that nobody waits for (timers' batches): at most a few
+ * such scripts are in the pipeline at once, the rest wait in the worker, so
+ * the commands of clients never queue behind a whole batch. Background
+ * replies come in order among themselves.
+ */
+ngx_chat_redis_req_t *ngx_chat_redis_eval_bg(ngx_chat_redis_script_t *script,
+    ngx_chat_redis_reply_pt handler, void *data, int numkeys, int argc,
+    const char **argv, const size_t *argvlen);
+
 /* the handler of a pending request will not be called */
 void ngx_chat_redis_cancel(ngx_chat_redis_req_t *req);
 

@@ -57,6 +57,8 @@ typedef struct {
 
     ngx_queue_t                  pending;     /* sent, waiting for replies */
     ngx_queue_t                  free;
+    ngx_queue_t                  bg_wait;     /* background, not yet sent */
+    ngx_uint_t                   bg_inflight; /* background, sent */
     ngx_uint_t                   nfree;
     ngx_event_t                  timer;       /* the head request's timeout */
 
