@@ -40,6 +40,22 @@ sub conversation {
     return $c->{conversationId};
 }
 
+# SENDs in one write: all of them reach the worker before any answer
+sub send_batch {
+    my ($c, $conv, $prefix, $n, %o) = @_;
+    my $w = '';
+    for my $i (1 .. $n) {
+        my $body = json_encode({ conversationId => $conv,
+                                 content => "$prefix$i" });
+        my %h = (destination => '/app/chat.send',
+                 'content-type' => 'application/json');
+        $h{receipt} = "$o{receipt}$i" if defined $o{receipt};
+        $w .= ws_frame(opcode => 1,
+                       payload => stomp_frame('SEND', \%h, $body));
+    }
+    return $c->send_raw($w);
+}
+
 sub send_msg {
     my ($c, $conv, $content, %o) = @_;
     my %h;
@@ -543,8 +559,7 @@ my $a = member('alice19');
 my $b = member('bob19');
 my $conv = conversation('alice19', 'direct', 'bob19');
 redis_cmd('DEL', "chat:m:$conv");
-# pipelined: each one is at Redis before the first miss comes back
-send_msg($a, $conv, "m$_", receipt => "r$_") for 1 .. 50;
+send_batch($a, $conv, 'm', 50, receipt => 'r');
 my (@receipts, @own, @seqs, @contents);
 while (@receipts < 50 || @own < 50) {
     my $f = $a->stomp_recv(5) or last;
@@ -581,8 +596,8 @@ my $b = member('bob20');
 my $c = member('carol20');
 my $conv = conversation('alice20', 'group', 'bob20', 'carol20');
 redis_cmd('DEL', "chat:m:$conv");
-send_msg($a, $conv, "a$_") for 1 .. 20;
-send_msg($b, $conv, "b$_", receipt => "rb$_") for 1 .. 20;
+send_batch($a, $conv, 'a', 20);
+send_batch($b, $conv, 'b', 20, receipt => 'rb');
 $a->disconnect_tcp;
 my @got;
 while (@got < 20) {
