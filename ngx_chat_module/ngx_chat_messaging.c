@@ -110,10 +110,25 @@ static ngx_rbtree_node_t  ngx_chat_rebuilds_sentinel;
 
 
 /*
+ * The scripts' membership check, hit first: SISMEMBER alone tells a member
+ * of a cached conversation; only a miss asks whether the set is there at
+ * all. A cached conversation with no seq counter (Redis lost it) is
+ * rebuilt too. {0, ""}: not a member; {-1, generation}: rebuild the cache.
+ */
+#define NGX_CHAT_LUA_MEMBER                                                  \
+    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then"                 \
+    "  if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ''} end"        \
+    "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "                  \
+    "if redis.call('EXISTS', KEYS[2]) == 0 then"                             \
+    "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
+
+
+/*
  * One script accepts a message: membership check, idempotency on the
  * client's id, the next seq, one publish to every worker that has members'
  * sessions (ngx_chat_fanout.h) and the recent-history buffer, all atomic,
- * so publish order is seq order on every worker.
+ * so publish order is seq order on every worker. The history list is
+ * trimmed at every 16th seq: it holds up to 15 more than its length.
  *
  * KEYS: members set, seq counter, membership generation, dedup key or "",
  * history list.
@@ -124,11 +139,7 @@ static ngx_rbtree_node_t  ngx_chat_rebuilds_sentinel;
  */
 static ngx_chat_redis_script_t  ngx_chat_send_script = {
     NGX_CHAT_LUA_ROUTE
-    "if redis.call('EXISTS', KEYS[1]) == 0"
-    " or redis.call('EXISTS', KEYS[2]) == 0 then"
-    "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
-    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then"
-    "  return {0, ''} end "
+    NGX_CHAT_LUA_MEMBER
     "if KEYS[4] ~= '' then"
     "  local old = redis.call('GET', KEYS[4])"
     "  if old then return {2, old} end "
@@ -137,7 +148,8 @@ static ngx_chat_redis_script_t  ngx_chat_send_script = {
     "local json = ARGV[3] .. seq .. ARGV[4] "
     "route(redis.call('SMEMBERS', KEYS[1]), '', ARGV[2] .. json) "
     "redis.call('LPUSH', KEYS[5], json) "
-    "redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[6]) - 1) "
+    "if seq % 16 == 0 then"
+    "  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[6]) - 1) end "
     "if KEYS[4] ~= '' then"
     "  redis.call('SET', KEYS[4], seq .. ' ' .. json, 'EX', ARGV[5]) end "
     "return {1, tostring(seq)}",
@@ -154,11 +166,7 @@ static ngx_chat_redis_script_t  ngx_chat_send_script = {
  */
 static ngx_chat_redis_script_t  ngx_chat_relay_script = {
     NGX_CHAT_LUA_ROUTE
-    "if redis.call('EXISTS', KEYS[1]) == 0"
-    " or redis.call('EXISTS', KEYS[2]) == 0 then"
-    "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
-    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then"
-    "  return {0, ''} end "
+    NGX_CHAT_LUA_MEMBER
     "if tonumber(ARGV[3]) > 0 and not redis.call('SET', KEYS[4], '1',"
     " 'PX', ARGV[3], 'NX') then return {1, ''} end "
     "route(redis.call('SMEMBERS', KEYS[1]), ARGV[1], ARGV[2]) "
@@ -179,11 +187,7 @@ static ngx_chat_redis_script_t  ngx_chat_relay_script = {
  */
 static ngx_chat_redis_script_t  ngx_chat_read_script = {
     NGX_CHAT_LUA_ROUTE
-    "if redis.call('EXISTS', KEYS[1]) == 0"
-    " or redis.call('EXISTS', KEYS[2]) == 0 then"
-    "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
-    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then"
-    "  return {0, ''} end "
+    NGX_CHAT_LUA_MEMBER
     "local last = tonumber(redis.call('GET', KEYS[2])) "
     "local want = math.min(tonumber(ARGV[2]), last) "
     "local old = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') "
