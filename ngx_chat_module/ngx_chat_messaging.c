@@ -35,7 +35,6 @@ typedef struct {
     ngx_uint_t                kind;
     ngx_uint_t                tries;
     ngx_chat_redis_req_t     *redis;
-    ngx_chat_pg_req_t        *pg;
     ngx_chat_kafka_req_t     *kafka;
     ngx_str_t                 conversation;
     ngx_str_t                 client_msg_id;
@@ -47,9 +46,27 @@ typedef struct {
     ngx_str_t                 seq;         /* READ: the seq read */
     ngx_str_t                 head;        /* JSON up to the seq */
     ngx_str_t                 tail;        /* JSON after the seq */
-    ngx_str_t                 gen;
+    ngx_queue_t               wait;        /* in a rebuild's waiters */
+    unsigned                  waiting:1;
     uint64_t                  started;     /* us, the SEND's parse */
 } ngx_chat_send_t;
+
+
+/*
+ * A membership cache rebuild in flight: one per conversation in a worker.
+ * The ops that miss the cache meanwhile, or start while it runs, wait for
+ * it in arrival order (a session's SENDs keep their order) and then run
+ * again, or all fail the way a single op would.
+ */
+typedef struct {
+    ngx_str_node_t            sn;          /* the conversation id */
+    ngx_pool_t               *pool;
+    ngx_queue_t               waiters;     /* ngx_chat_send_t */
+    ngx_chat_pg_req_t        *pg;
+    ngx_chat_redis_req_t     *redis;
+    ngx_str_t                 keys[3];     /* members, seq, gen */
+    ngx_str_t                 gen;
+} ngx_chat_rebuild_t;
 
 
 static ngx_int_t ngx_chat_send_prepare(ngx_chat_session_t *s,
@@ -60,9 +77,14 @@ static ngx_int_t ngx_chat_read_prepare(ngx_chat_session_t *s,
     ngx_chat_send_t *op, u_char *body, size_t len);
 static void ngx_chat_send_run(ngx_chat_send_t *op);
 static void ngx_chat_send_reply(redisReply *reply, void *data);
-static void ngx_chat_send_rebuild(ngx_chat_send_t *op);
+static ngx_chat_rebuild_t *ngx_chat_rebuild_find(ngx_str_t *conversation);
+static void ngx_chat_rebuild_wait(ngx_chat_rebuild_t *rb,
+    ngx_chat_send_t *op);
+static void ngx_chat_send_rebuild(ngx_chat_send_t *op, redisReply *gen);
 static void ngx_chat_send_rebuild_pg(PGresult *res, void *data);
 static void ngx_chat_send_rebuild_reply(redisReply *reply, void *data);
+static void ngx_chat_rebuild_done(ngx_chat_rebuild_t *rb, const char *code,
+    const char *message);
 static void ngx_chat_send_produce(ngx_chat_send_t *op, ngx_int_t code,
     redisReply *value);
 static void ngx_chat_send_delivered(ngx_int_t rc, void *data);
@@ -83,12 +105,30 @@ static void ngx_chat_messaging_on_state(ngx_uint_t up);
 static uint64_t           ngx_chat_id_last_ms;
 static uint64_t           ngx_chat_id_counter;
 
+static ngx_rbtree_t       ngx_chat_rebuilds;
+static ngx_rbtree_node_t  ngx_chat_rebuilds_sentinel;
+
+
+/*
+ * The scripts' membership check, hit first: SISMEMBER alone tells a member
+ * of a cached conversation; only a miss asks whether the set is there at
+ * all. A cached conversation with no seq counter (Redis lost it) is
+ * rebuilt too. {0, ""}: not a member; {-1, generation}: rebuild the cache.
+ */
+#define NGX_CHAT_LUA_MEMBER                                                  \
+    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then"                 \
+    "  if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ''} end"        \
+    "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "                  \
+    "if redis.call('EXISTS', KEYS[2]) == 0 then"                             \
+    "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
+
 
 /*
  * One script accepts a message: membership check, idempotency on the
  * client's id, the next seq, one publish to every worker that has members'
  * sessions (ngx_chat_fanout.h) and the recent-history buffer, all atomic,
- * so publish order is seq order on every worker.
+ * so publish order is seq order on every worker. The history list is
+ * trimmed at every 16th seq: it holds up to 15 more than its length.
  *
  * KEYS: members set, seq counter, membership generation, dedup key or "",
  * history list.
@@ -99,11 +139,7 @@ static uint64_t           ngx_chat_id_counter;
  */
 static ngx_chat_redis_script_t  ngx_chat_send_script = {
     NGX_CHAT_LUA_ROUTE
-    "if redis.call('EXISTS', KEYS[1]) == 0"
-    " or redis.call('EXISTS', KEYS[2]) == 0 then"
-    "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
-    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then"
-    "  return {0, ''} end "
+    NGX_CHAT_LUA_MEMBER
     "if KEYS[4] ~= '' then"
     "  local old = redis.call('GET', KEYS[4])"
     "  if old then return {2, old} end "
@@ -112,7 +148,8 @@ static ngx_chat_redis_script_t  ngx_chat_send_script = {
     "local json = ARGV[3] .. seq .. ARGV[4] "
     "route(redis.call('SMEMBERS', KEYS[1]), '', ARGV[2] .. json) "
     "redis.call('LPUSH', KEYS[5], json) "
-    "redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[6]) - 1) "
+    "if seq % 16 == 0 then"
+    "  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[6]) - 1) end "
     "if KEYS[4] ~= '' then"
     "  redis.call('SET', KEYS[4], seq .. ' ' .. json, 'EX', ARGV[5]) end "
     "return {1, tostring(seq)}",
@@ -129,11 +166,7 @@ static ngx_chat_redis_script_t  ngx_chat_send_script = {
  */
 static ngx_chat_redis_script_t  ngx_chat_relay_script = {
     NGX_CHAT_LUA_ROUTE
-    "if redis.call('EXISTS', KEYS[1]) == 0"
-    " or redis.call('EXISTS', KEYS[2]) == 0 then"
-    "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
-    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then"
-    "  return {0, ''} end "
+    NGX_CHAT_LUA_MEMBER
     "if tonumber(ARGV[3]) > 0 and not redis.call('SET', KEYS[4], '1',"
     " 'PX', ARGV[3], 'NX') then return {1, ''} end "
     "route(redis.call('SMEMBERS', KEYS[1]), ARGV[1], ARGV[2]) "
@@ -154,11 +187,7 @@ static ngx_chat_redis_script_t  ngx_chat_relay_script = {
  */
 static ngx_chat_redis_script_t  ngx_chat_read_script = {
     NGX_CHAT_LUA_ROUTE
-    "if redis.call('EXISTS', KEYS[1]) == 0"
-    " or redis.call('EXISTS', KEYS[2]) == 0 then"
-    "  return {-1, redis.call('GET', KEYS[3]) or '0'} end "
-    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then"
-    "  return {0, ''} end "
+    NGX_CHAT_LUA_MEMBER
     "local last = tonumber(redis.call('GET', KEYS[2])) "
     "local want = math.min(tonumber(ARGV[2]), last) "
     "local old = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') "
@@ -244,6 +273,9 @@ ngx_chat_messaging_init_process(ngx_cycle_t *cycle)
     if (ngx_chat_fanout_init() != NGX_OK) {
         return NGX_ERROR;
     }
+
+    ngx_rbtree_init(&ngx_chat_rebuilds, &ngx_chat_rebuilds_sentinel,
+                    ngx_str_rbtree_insert_value);
 
     if (ngx_chat_redis_script(&ngx_chat_send_script) != NGX_OK
         || ngx_chat_redis_script(&ngx_chat_relay_script) != NGX_OK
@@ -780,8 +812,17 @@ ngx_chat_send_run(ngx_chat_send_t *op)
     ngx_uint_t                i, nkeys, argc;
     const char               *argv[11];
     size_t                    argvlen[11];
+    ngx_chat_rebuild_t       *rb;
     ngx_chat_redis_script_t  *script;
     u_char                    interval[NGX_INT64_LEN];
+
+    /* the cache is being rebuilt: after the ops that wait for it already */
+
+    rb = ngx_chat_rebuild_find(&op->conversation);
+    if (rb) {
+        ngx_chat_rebuild_wait(rb, op);
+        return;
+    }
 
     user = &op->op.session->id.user;
 
@@ -965,45 +1006,128 @@ ngx_chat_send_reply(redisReply *reply, void *data)
             return;
         }
 
-        op->gen.data = ngx_pnalloc(op->pool, value->len);
-        if (op->gen.data == NULL) {
-            ngx_chat_send_finish(op, "unavailable", "out of memory");
-            return;
-        }
-
-        ngx_memcpy(op->gen.data, value->str, value->len);
-        op->gen.len = value->len;
-
-        ngx_chat_send_rebuild(op);
+        ngx_chat_send_rebuild(op, value);
         return;
     }
 }
 
 
-/* the membership cache missed: ask PostgreSQL */
+static ngx_chat_rebuild_t *
+ngx_chat_rebuild_find(ngx_str_t *conversation)
+{
+    uint32_t         hash;
+    ngx_str_node_t  *sn;
+
+    if (ngx_chat_rebuilds.root == ngx_chat_rebuilds.sentinel) {
+        return NULL;
+    }
+
+    hash = ngx_crc32_short(conversation->data, conversation->len);
+
+    sn = ngx_str_rbtree_lookup(&ngx_chat_rebuilds, conversation, hash);
+
+    return (ngx_chat_rebuild_t *) sn;
+}
+
 
 static void
-ngx_chat_send_rebuild(ngx_chat_send_t *op)
+ngx_chat_rebuild_wait(ngx_chat_rebuild_t *rb, ngx_chat_send_t *op)
 {
-    const char  *values[1];
-    int          lengths[1];
+    ngx_queue_insert_tail(&rb->waiters, &op->wait);
+    op->waiting = 1;
+}
 
-    values[0] = (char *) op->conversation.data;
-    lengths[0] = (int) op->conversation.len;
 
-    op->pg = ngx_chat_pg_query(ngx_chat_rebuild_sql, 1, values, lengths,
-                               ngx_chat_send_rebuild_pg, op);
+/*
+ * The membership cache missed: ask PostgreSQL, once for all the ops of
+ * this worker that miss it until the answer is in Redis.
+ */
 
-    if (op->pg == NULL) {
-        ngx_chat_send_finish(op, "unavailable", "out of memory");
+static void
+ngx_chat_send_rebuild(ngx_chat_send_t *op, redisReply *gen)
+{
+    u_char              *p;
+    size_t               n;
+    ngx_uint_t           i;
+    ngx_pool_t          *pool;
+    const char          *values[1];
+    int                  lengths[1];
+    ngx_chat_rebuild_t  *rb;
+
+    rb = ngx_chat_rebuild_find(&op->conversation);
+    if (rb) {
+        ngx_chat_rebuild_wait(rb, op);
+        return;
     }
+
+    pool = ngx_create_pool(512, ngx_cycle->log);
+    if (pool == NULL) {
+        ngx_chat_send_finish(op, "unavailable", "out of memory");
+        return;
+    }
+
+    rb = ngx_pcalloc(pool, sizeof(ngx_chat_rebuild_t));
+    if (rb == NULL) {
+        goto failed;
+    }
+
+    n = op->conversation.len + gen->len;
+    for (i = 0; i < 3; i++) {
+        n += op->keys[i].len;
+    }
+
+    p = ngx_pnalloc(pool, n);
+    if (p == NULL) {
+        goto failed;
+    }
+
+    rb->pool = pool;
+    ngx_queue_init(&rb->waiters);
+
+    rb->sn.str.data = p;
+    rb->sn.str.len = op->conversation.len;
+    p = ngx_cpymem(p, op->conversation.data, op->conversation.len);
+
+    for (i = 0; i < 3; i++) {
+        rb->keys[i].data = p;
+        rb->keys[i].len = op->keys[i].len;
+        p = ngx_cpymem(p, op->keys[i].data, op->keys[i].len);
+    }
+
+    rb->gen.data = p;
+    rb->gen.len = gen->len;
+    ngx_memcpy(p, gen->str, gen->len);
+
+    values[0] = (char *) rb->sn.str.data;
+    lengths[0] = (int) rb->sn.str.len;
+
+    rb->pg = ngx_chat_pg_query(ngx_chat_rebuild_sql, 1, values, lengths,
+                               ngx_chat_send_rebuild_pg, rb);
+    if (rb->pg == NULL) {
+        goto failed;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "chat: membership rebuild of \"%V\"", &rb->sn.str);
+
+    rb->sn.node.key = ngx_crc32_short(rb->sn.str.data, rb->sn.str.len);
+    ngx_rbtree_insert(&ngx_chat_rebuilds, &rb->sn.node);
+
+    ngx_chat_rebuild_wait(rb, op);
+
+    return;
+
+failed:
+
+    ngx_destroy_pool(pool);
+    ngx_chat_send_finish(op, "unavailable", "out of memory");
 }
 
 
 static void
 ngx_chat_send_rebuild_pg(PGresult *res, void *data)
 {
-    ngx_chat_send_t  *op = data;
+    ngx_chat_rebuild_t  *rb = data;
 
     u_char                *p, *end, *comma;
     char                  *floor, *members, *created;
@@ -1012,22 +1136,22 @@ ngx_chat_send_rebuild_pg(PGresult *res, void *data)
     const char           **v;
     size_t                *vl;
 
-    op->pg = NULL;
+    rb->pg = NULL;
 
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (res) {
-            ngx_log_error(NGX_LOG_ERR, op->op.session->log, 0,
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "chat: membership query failed: %s",
                           PQresultErrorMessage(res));
         }
 
-        ngx_chat_send_finish(op, "unavailable",
-                             "the database is unavailable, try again");
+        ngx_chat_rebuild_done(rb, "unavailable",
+                              "the database is unavailable, try again");
         return;
     }
 
     if (PQntuples(res) == 0) {
-        ngx_chat_send_finish(op, "not_found", "no such conversation");
+        ngx_chat_rebuild_done(rb, "not_found", "no such conversation");
         return;
     }
 
@@ -1037,24 +1161,24 @@ ngx_chat_send_rebuild_pg(PGresult *res, void *data)
 
     n = 8 + ngx_strlen(members) / 2 + 1;
 
-    v = ngx_palloc(op->pool, n * sizeof(char *));
-    vl = ngx_palloc(op->pool, n * sizeof(size_t));
+    v = ngx_palloc(rb->pool, n * sizeof(char *));
+    vl = ngx_palloc(rb->pool, n * sizeof(size_t));
 
     if (v == NULL || vl == NULL) {
-        ngx_chat_send_finish(op, "unavailable", "out of memory");
+        ngx_chat_rebuild_done(rb, "unavailable", "out of memory");
         return;
     }
 
-    v[0] = (char *) op->keys[0].data;
-    vl[0] = op->keys[0].len;
-    v[1] = (char *) op->keys[1].data;
-    vl[1] = op->keys[1].len;
-    v[2] = (char *) op->keys[2].data;
-    vl[2] = op->keys[2].len;
+    v[0] = (char *) rb->keys[0].data;
+    vl[0] = rb->keys[0].len;
+    v[1] = (char *) rb->keys[1].data;
+    vl[1] = rb->keys[1].len;
+    v[2] = (char *) rb->keys[2].data;
+    vl[2] = rb->keys[2].len;
     v[3] = NGX_CHAT_EPOCH_KEY;
     vl[3] = sizeof(NGX_CHAT_EPOCH_KEY) - 1;
-    v[4] = (char *) op->gen.data;
-    vl[4] = op->gen.len;
+    v[4] = (char *) rb->gen.data;
+    vl[4] = rb->gen.len;
     v[5] = floor;
     vl[5] = ngx_strlen(floor);
     v[6] = created;
@@ -1081,13 +1205,13 @@ ngx_chat_send_rebuild_pg(PGresult *res, void *data)
 
     /* the values point into res, which the script call copies */
 
-    op->redis = ngx_chat_redis_eval(&ngx_chat_rebuild_script,
-                                    ngx_chat_send_rebuild_reply, op, 4,
+    rb->redis = ngx_chat_redis_eval(&ngx_chat_rebuild_script,
+                                    ngx_chat_send_rebuild_reply, rb, 4,
                                     (int) argc, v, vl);
 
-    if (op->redis == NULL) {
-        ngx_chat_send_finish(op, "unavailable",
-                             "the message store is unavailable, try again");
+    if (rb->redis == NULL) {
+        ngx_chat_rebuild_done(rb, "unavailable",
+                              "the message store is unavailable, try again");
     }
 }
 
@@ -1095,18 +1219,60 @@ ngx_chat_send_rebuild_pg(PGresult *res, void *data)
 static void
 ngx_chat_send_rebuild_reply(redisReply *reply, void *data)
 {
-    ngx_chat_send_t  *op = data;
+    ngx_chat_rebuild_t  *rb = data;
 
-    op->redis = NULL;
+    rb->redis = NULL;
 
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        ngx_chat_send_finish(op, "unavailable",
-                             "the message store is unavailable, try again");
+        ngx_chat_rebuild_done(rb, "unavailable",
+                              "the message store is unavailable, try again");
         return;
     }
 
     /* rebuilt, or the membership changed meanwhile: try again */
-    ngx_chat_send_run(op);
+    ngx_chat_rebuild_done(rb, NULL, NULL);
+}
+
+
+/*
+ * The rebuild is over: its waiters run again (or fail) in arrival order.
+ * They move to a list of this frame first: an op that finishes may close
+ * its session, which cancels that session's other ops, waiters of this
+ * list included (ngx_chat_send_cancel takes them out of it), so the list
+ * is only ever read at its head.
+ */
+
+static void
+ngx_chat_rebuild_done(ngx_chat_rebuild_t *rb, const char *code,
+    const char *message)
+{
+    ngx_queue_t       run, *q;
+    ngx_chat_send_t  *op;
+
+    ngx_rbtree_delete(&ngx_chat_rebuilds, &rb->sn.node);
+
+    ngx_queue_init(&run);
+
+    if (!ngx_queue_empty(&rb->waiters)) {
+        ngx_queue_add(&run, &rb->waiters);
+    }
+
+    ngx_destroy_pool(rb->pool);
+
+    while (!ngx_queue_empty(&run)) {
+        q = ngx_queue_head(&run);
+        ngx_queue_remove(q);
+
+        op = ngx_queue_data(q, ngx_chat_send_t, wait);
+        op->waiting = 0;
+
+        if (code) {
+            ngx_chat_send_finish(op, code, message);
+
+        } else {
+            ngx_chat_send_run(op);
+        }
+    }
 }
 
 
@@ -1240,12 +1406,12 @@ ngx_chat_send_cancel(ngx_chat_op_t *o)
 {
     ngx_chat_send_t  *op = (ngx_chat_send_t *) o;
 
-    if (op->redis) {
-        ngx_chat_redis_cancel(op->redis);
+    if (op->waiting) {
+        ngx_queue_remove(&op->wait);
     }
 
-    if (op->pg) {
-        ngx_chat_pg_cancel(op->pg);
+    if (op->redis) {
+        ngx_chat_redis_cancel(op->redis);
     }
 
     if (op->kafka) {

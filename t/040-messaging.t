@@ -40,6 +40,22 @@ sub conversation {
     return $c->{conversationId};
 }
 
+# SENDs in one write: all of them reach the worker before any answer
+sub send_batch {
+    my ($c, $conv, $prefix, $n, %o) = @_;
+    my $w = '';
+    for my $i (1 .. $n) {
+        my $body = json_encode({ conversationId => $conv,
+                                 content => "$prefix$i" });
+        my %h = (destination => '/app/chat.send',
+                 'content-type' => 'application/json');
+        $h{receipt} = "$o{receipt}$i" if defined $o{receipt};
+        $w .= ws_frame(opcode => 1,
+                       payload => stomp_frame('SEND', \%h, $body));
+    }
+    return $c->send_raw($w);
+}
+
 sub send_msg {
     my ($c, $conv, $content, %o) = @_;
     my %h;
@@ -527,6 +543,79 @@ is_deeply(wait_routes('bob18', sub { @{$_[0]} == @$r }), $r,
 $_->close for @b;
 is_deeply(wait_routes('bob18', sub { !@{$_[0]} }), [],
           'the last session gone, no route is left');
+--- no_error_log
+[alert]
+[crit]
+segfault
+
+
+
+=== TEST 19: SENDs that miss the membership cache share one rebuild, in order
+--- tests: 6
+--- config
+$TEST_NGINX_CHAT_CONFIG
+--- perl
+my $a = member('alice19');
+my $b = member('bob19');
+my $conv = conversation('alice19', 'direct', 'bob19');
+redis_cmd('DEL', "chat:m:$conv");
+send_batch($a, $conv, 'm', 50, receipt => 'r');
+my (@receipts, @own, @seqs, @contents);
+while (@receipts < 50 || @own < 50) {
+    my $f = $a->stomp_recv(5) or last;
+    push @receipts, $f->{headers}{'receipt-id'} if $f->{command} eq 'RECEIPT';
+    push @own, json_decode($f->{body})->{seq}
+        if $f->{command} eq 'MESSAGE'
+           && $f->{headers}{destination} eq '/user/queue/messages';
+}
+for (1 .. 50) {
+    my $m = $b->stomp_message('/user/queue/messages', 5) or last;
+    push @seqs, $m->{seq};
+    push @contents, $m->{content};
+}
+is_deeply(\@receipts, [map { "r$_" } 1 .. 50], 'every SEND got its RECEIPT');
+is_deeply(\@seqs, [1 .. 50], 'the other member got seqs 1..50');
+is_deeply(\@contents, [map { "m$_" } 1 .. 50], 'in the order they were sent');
+is_deeply(\@own, [1 .. 50], 'the sender got them in order too');
+my $log = error_log_since_block();
+my $n = () = $log =~ /membership rebuild of "\Q$conv\E"/g;
+ok($n >= 1, "the cache was rebuilt from PostgreSQL ($n)");
+ok($n <= 2, "by few queries, not one per SEND ($n)");
+--- no_error_log
+[error]
+
+
+
+=== TEST 20: a session closed while its SENDs wait for a rebuild
+--- tests: 3
+--- config
+$TEST_NGINX_CHAT_CONFIG
+--- perl
+my $a = member('alice20');
+my $b = member('bob20');
+my $c = member('carol20');
+my $conv = conversation('alice20', 'group', 'bob20', 'carol20');
+redis_cmd('DEL', "chat:m:$conv");
+send_batch($a, $conv, 'a', 20);
+send_batch($b, $conv, 'b', 20, receipt => 'rb');
+$a->disconnect_tcp;
+my @got;
+while (@got < 20) {
+    my $f = $b->stomp_wait(sub { $_->{command} eq 'RECEIPT' }, 5) or last;
+    push @got, $f->{headers}{'receipt-id'};
+}
+is_deeply(\@got, [map { "rb$_" } 1 .. 20],
+          'the other session got all its RECEIPTs, in order');
+my @bs;
+while (1) {
+    my $m = $c->stomp_message('/user/queue/messages', 1) or last;
+    push @bs, $m->{content} if $m->{content} =~ /^b/;
+}
+is_deeply(\@bs, [map { "b$_" } 1 .. 20], 'and its messages were delivered');
+my $d = member('alice20');
+send_msg($d, $conv, 'after', receipt => 'r-after');
+ok($d->stomp_wait(sub { $_->{command} eq 'RECEIPT' }, 5),
+   'the conversation works afterwards');
 --- no_error_log
 [alert]
 [crit]

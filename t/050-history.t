@@ -239,7 +239,8 @@ for my $m (@live[0 .. 4]) {
     insert_row($conv, $m->{seq}, $m->{messageId}, $m->{senderId},
                $m->{content}, $m->{createdAt});
 }
-is(redis_cmd('LLEN', "chat:h:$conv"), 200, 'the buffer holds 200');
+is(redis_cmd('LLEN', "chat:h:$conv"), 202,
+   'the buffer holds 200, trimmed at every 16th seq (the last: 208)');
 my ($st, $j) = history('alice5', $conv, 'before=8&limit=10');
 is_deeply(seqs($j), [1 .. 7], 'below the buffer: from PostgreSQL');
 is_deeply([map { $_->{content} } @{ $j->{messages} }[0 .. 4]],
