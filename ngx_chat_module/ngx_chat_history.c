@@ -31,16 +31,28 @@ static const char  ngx_chat_history_sql_history[] =
  * The newest state of conversations that PostgreSQL may not have yet: for
  * each conversation the seq counter, the newest buffered message and the
  * caller's read watermark (moved by /app/chat.read before the persistence
- * worker writes it).
+ * worker writes it). The buffer is written oldest first; lists written
+ * newest first by older versions have the newest at the head, so the
+ * higher seq of head and tail wins.
  * KEYS: "chat:s:<id>", "chat:h:<id>", "chat:r:<id>" for each conversation.
  * ARGV: the caller's userId.
  * Returns counter, newest message, read seq, ... ("" where there is none).
  */
 static ngx_chat_redis_script_t  ngx_chat_history_latest_script = {
+    "local function newest(k)"
+    "  local a = redis.call('LINDEX', k, -1)"
+    "  local b = redis.call('LINDEX', k, 0)"
+    "  if not a or a == b then return a or '' end"
+    "  local ok1, x = pcall(cjson.decode, a)"
+    "  local ok2, y = pcall(cjson.decode, b)"
+    "  if ok1 and ok2 and tonumber(y.seq or 0) > tonumber(x.seq or 0)"
+    "  then return b end"
+    "  return a "
+    "end "
     "local r = {} "
     "for i = 1, #KEYS, 3 do"
     "  r[#r + 1] = redis.call('GET', KEYS[i]) or ''"
-    "  r[#r + 1] = redis.call('LINDEX', KEYS[i + 1], 0) or ''"
+    "  r[#r + 1] = newest(KEYS[i + 1])"
     "  r[#r + 1] = redis.call('HGET', KEYS[i + 2], ARGV[1]) or '' "
     "end "
     "return r",
@@ -50,7 +62,7 @@ static ngx_chat_redis_script_t  ngx_chat_history_latest_script = {
 
 /*
  * A conversation's recent state for its history: the buffered messages
- * (newest first), and the delivered and read watermarks per member.
+ * (oldest first), and the delivered and read watermarks per member.
  * KEYS: "chat:h:<id>", "chat:dl:<id>", "chat:r:<id>".
  * Returns [messages, [user, seq, ...], [user, seq, ...]].
  */
@@ -241,7 +253,7 @@ ngx_chat_history_seq_arg(ngx_http_request_t *r, char *name, size_t len,
 
 
 /*
- * The recent script's answer: the buffered messages (newest first) and the
+ * The recent script's answer: the buffered messages (oldest first) and the
  * watermarks that the persistence worker may not have written yet.
  */
 static void

@@ -147,9 +147,9 @@ static ngx_chat_redis_script_t  ngx_chat_send_script = {
     "local seq = redis.call('INCR', KEYS[2]) "
     "local json = ARGV[3] .. seq .. ARGV[4] "
     "route(redis.call('SMEMBERS', KEYS[1]), '', ARGV[2] .. json) "
-    "redis.call('LPUSH', KEYS[5], json) "
+    "redis.call('RPUSH', KEYS[5], json) "
     "if seq % 16 == 0 then"
-    "  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[6]) - 1) end "
+    "  redis.call('LTRIM', KEYS[5], -tonumber(ARGV[6]), -1) end "
     "if KEYS[4] ~= '' then"
     "  redis.call('SET', KEYS[4], seq .. ' ' .. json, 'EX', ARGV[5]) end "
     "return {1, tostring(seq)}",

@@ -321,7 +321,7 @@ for my $q ('before=0', 'before=-1', 'before=abc', 'before=', 'after=1x',
 
 
 === TEST 9: GET /conversations: lastSeq, lastMessage, unread before persistence
---- tests: 9
+--- tests: 10
 --- config
 $TEST_NGINX_CHAT_CONFIG
 --- perl
@@ -353,6 +353,13 @@ is($j->{conversations}[0]{unread}, 1, 'unread: lastSeq - lastReadSeq');
 is($j->{lastSeq}, 4, 'GET /conversations/{id} too: lastSeq');
 is($j->{lastMessage} && $j->{lastMessage}{content}, 'x4',
    'and lastMessage');
+# a buffer written newest first (as before 2026-11-30) still names the newest
+my $list = redis_cmd('LRANGE', "chat:h:$one", 0, -1);
+redis_cmd('DEL', "chat:h:$one");
+redis_cmd('RPUSH', "chat:h:$one", reverse @$list);
+($st, $j) = api(GET => "/conversations/$one", 'bob9');
+is($j->{lastMessage} && $j->{lastMessage}{content}, 'x4',
+   'lastMessage from a list written newest first');
 --- no_error_log
 [error]
 
