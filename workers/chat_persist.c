@@ -139,6 +139,7 @@ static rd_kafka_t        *pst_rk;
 static rd_kafka_queue_t  *pst_queue;
 static pst_batch_t        pst_batch;
 static int64_t            pst_quit_at;
+static int                pst_commit_sync;  /* revoking, stopping */
 
 static struct {
     uint64_t  consumed;
@@ -480,6 +481,8 @@ pst_batch_send(void)
                          pst_batch.n - pst_batch.sent);
 
         if (rc == PST_OK) {
+            (void) pst_records_next();
+
             pst_batch.size[pst_batch.nsent] = pst_batch.n - pst_batch.sent;
             pst_batch.sent_at[pst_batch.nsent] = wk_now_ms();
             pst_batch.nsent++;
@@ -528,7 +531,8 @@ pst_inflight(int wait_ms, int64_t deadline)
     if (rc == PST_OK) {
         k = pst_batch.size[0];
 
-        pst_batch_written(k, inserted, receipts, pst_batch.sent_at[0], 1);
+        pst_batch_written(k, inserted, receipts, pst_batch.sent_at[0],
+                          !pst_commit_sync);
 
         pst_batch.sent -= k;
         pst_batch.nsent--;
@@ -561,25 +565,32 @@ pst_inflight_end(int64_t deadline)
     int      rc;
     int64_t  left;
 
+    /* the offsets are committed before the partitions go, or the process */
+    pst_commit_sync = 1;
+
     while (pst_batch.nsent) {
         left = deadline - wk_now_ms();
         rc = pst_inflight(deadline == 0 ? -1 : left > 0 ? (int) left : 0,
                           deadline);
 
         if (rc < 0) {
+            pst_commit_sync = 0;
             return -1;
         }
 
         if (rc == 0) {
-            wk_error("giving up on %zu message(s) in flight: their offsets "
-                     "are not committed", pst_batch.sent);
+            wk_error("giving up on a batch of %zu message(s) in flight: "
+                     "their offsets are not committed", pst_batch.sent);
             wk_metric_add(pst_m.abandoned, 1);
             pst_pg_close();
             pst_batch.sent = 0;
             pst_batch.nsent = 0;
+            pst_commit_sync = 0;
             return -1;
         }
     }
+
+    pst_commit_sync = 0;
 
     return 0;
 }
@@ -689,10 +700,10 @@ pst_kafka_new(void)
 
 
 /*
- * Fills the batch: until it is full, or batch-wait after its first record,
- * and fewer than pipeline batches are in flight. Meanwhile, the answer
- * of the oldest batch in flight is looked for every 32 records, and waited
- * for when Kafka has nothing or the batch is full.
+ * Fills the batch: until it is full and fewer than pipeline batches are in
+ * flight, or, when none is, until batch-wait after its first record.
+ * Meanwhile, the answer of the oldest batch in flight is looked for every
+ * 32 records, and waited for when Kafka has nothing or the batch is full.
  */
 static void
 pst_collect(void)
@@ -712,7 +723,10 @@ pst_collect(void)
         if (pst_batch.nsent && (filling >= max || unchecked >= 32)) {
             unchecked = 0;
 
-            if (pst_inflight(filling >= max ? 100 : 0, 0) == 0
+            /* full, with no room in the pipeline: wait for PostgreSQL */
+            if (pst_inflight(filling >= max
+                             && pst_batch.nsent == pst_pipeline ? 100 : 0, 0)
+                == 0
                 && filling >= max && pst_batch.nsent == pst_pipeline)
             {
                 continue;
@@ -724,11 +738,12 @@ pst_collect(void)
         now = wk_now_ms();
         timeout = 100;
 
-        if (pst_batch.nsent < pst_pipeline) {
-            if (filling >= max) {
-                break;
-            }
+        if (pst_batch.nsent < pst_pipeline && filling >= max) {
+            break;
+        }
 
+        /* behind a batch in flight, only a full one is worth sending */
+        if (pst_batch.nsent == 0) {
             if (filling) {
                 left = pst_batch.started + pst_batch_wait - now;
                 if (left <= 0) {
@@ -737,7 +752,7 @@ pst_collect(void)
 
                 timeout = left < 100 ? (int) left : 100;
 
-            } else if (pst_batch.nsent == 0 && now - start >= 1000) {
+            } else if (now - start >= 1000) {
                 break;      /* let the caller run its timers */
             }
         }
@@ -909,6 +924,11 @@ main(int argc, char **argv)
     wk_conf_log(&pst_spec);
 
     if (wk_signals_init() != 0) {
+        return 1;
+    }
+
+    if (pst_records_init() != 0) {
+        wk_error("out of memory");
         return 1;
     }
 

@@ -12,6 +12,9 @@
 #include <librdkafka/rdkafka.h>
 
 
+typedef struct pst_arena_s  pst_arena_t;
+
+
 /*
  * One consumed record; root == NULL: a record skipped as malformed.
  * A receipt (receipt == 1) uses seq, conversation_id, user_id, at, read.
@@ -31,7 +34,8 @@ typedef struct {
     const char  *content;
     const char  *client_msg_id;
     const char  *created_at;
-    char        *metadata;
+    const char  *metadata;
+    pst_arena_t *arena;
 } pst_row_t;
 
 
@@ -48,6 +52,14 @@ const char *pst_row_parse(pst_row_t *row, const rd_kafka_message_t *m);
 const char *pst_receipt_parse(pst_row_t *row, const rd_kafka_message_t *m);
 
 void pst_row_free(pst_row_t *row);
+
+/*
+ * jansson allocates in arenas: pst_records_init() before any record,
+ * pst_records_next() when the records parsed so far form a batch (the
+ * next ones go to a new arena).
+ */
+int pst_records_init(void);
+int pst_records_next(void);
 
 
 /* chat_persist_pg.c */

@@ -50,9 +50,10 @@ typedef struct {
  * last_message_at of their conversations forward. A message of a direct
  * conversation that the other member's watermarks already cover (its
  * receipt was written before it) is stored as delivered or read. The rows
- * come sorted by (conversation_id, seq) without duplicates (pst_select());
- * the stored ones are found with one index range scan per conversation of
- * the batch, the watermarks with one look-up per (conversation, sender).
+ * come sorted by (conversation_id, seq) without duplicates (pst_select()),
+ * an empty metadata object as NULL (no JSON to parse); the stored ones are
+ * found with one index range scan per conversation of the batch, the
+ * watermarks with one look-up per (conversation, sender).
  */
 static const char  pst_rows_sql[] =
     "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[],"
@@ -79,7 +80,8 @@ static const char  pst_rows_sql[] =
     "ins AS (INSERT INTO messages (id, conversation_id, seq, sender_id,"
     " content, client_msg_id, metadata, created_at, status,"
     " delivered_at, read_at)"
-    " SELECT v.*,"
+    " SELECT v.id, v.conversation_id, v.seq, v.sender_id, v.content,"
+    " v.client_msg_id, coalesce(v.metadata, '{}'), v.created_at,"
     " CASE WHEN v.seq <= ww.r THEN 'read'"
     " WHEN v.seq <= ww.d THEN 'delivered' ELSE 'sent' END,"
     " CASE WHEN v.seq <= ww.d THEN greatest(v.created_at, ww.dat) END,"
@@ -313,7 +315,7 @@ pst_row_values(const pst_row_t *row, const char **v)
     v[3] = row->sender_id;
     v[4] = row->content;
     v[5] = row->client_msg_id;
-    v[6] = row->metadata;
+    v[6] = strcmp(row->metadata, "{}") == 0 ? NULL : row->metadata;
     v[7] = row->created_at;
 }
 
