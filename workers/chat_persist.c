@@ -1,17 +1,15 @@
 /* chat_persist.c: the persistence worker: a consumer-group member that
  * writes chat.messages and the watermarks of chat.receipts to PostgreSQL
  * in batches and commits the offsets of a batch to Kafka only after its
- * transaction has committed. */
+ * transaction has committed; the next batch fills while one is written. */
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <jansson.h>
-#include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
 #include "common/wk_conf.h"
@@ -22,37 +20,24 @@
 #include "chat_persist.h"
 
 
-#define PST_COLS          8
-#define PST_RCOLS         5
-#define PST_LOCK_KEY      "7350289346879488"   /* advisory lock: maintenance */
+#define PST_INFLIGHT      2         /* batches being written at once */
 
 
-typedef enum {
-    PST_OK = 0,
-    PST_ERR_CONN,       /* connection lost: reconnect, retry */
-    PST_ERR_DATA,       /* a value PostgreSQL rejects (SQLSTATE class 22) */
-    PST_ERR_OTHER       /* anything else: retry with backoff, never skip */
-} pst_err_e;
-
-
+/*
+ * rows[0, sent) are being written, as nsent batches of size[i] rows sent
+ * at sent_at[i], oldest first; rows[sent, n) fill the next batch, whose
+ * first record came at started.
+ */
 typedef struct {
     pst_row_t   *rows;
     size_t       n;
     size_t       cap;
+    size_t       sent;
+    int          nsent;
+    size_t       size[PST_INFLIGHT];
+    int64_t      sent_at[PST_INFLIGHT];
     int64_t      started;
 } pst_batch_t;
-
-
-typedef pst_err_e (*pst_writer_pt)(pst_row_t **rows, size_t n,
-    uint64_t *count);
-
-
-typedef struct {
-    char        *data;
-    size_t       len;
-    size_t       cap;
-    int          failed;
-} pst_buf_t;
 
 
 static char       *pst_brokers;
@@ -63,6 +48,7 @@ static char       *pst_group_id;
 static char       *pst_database;
 static long long   pst_batch_size;
 static long long   pst_batch_wait;
+static long long   pst_pipeline;
 static long long   pst_retention_months;
 static long long   pst_partitions_ahead;
 static long long   pst_maintenance_interval;
@@ -91,10 +77,14 @@ static wk_conf_t  pst_conf[] = {
     { "database", WK_CONF_STR, "",
       "libpq connection string or URI (empty: the PG* variables)",
       &pst_database, 0, 0, 1 },
-    { "batch-size", WK_CONF_INT, "1000",
-      "most messages per transaction", &pst_batch_size, 1, 5000, 0 },
+    { "batch-size", WK_CONF_INT, "5000",
+      "most records per transaction", &pst_batch_size, 1, 100000, 0 },
     { "batch-wait", WK_CONF_INT, "50",
-      "ms to wait for a batch to fill", &pst_batch_wait, 0, 60000, 0 },
+      "ms to wait for a batch to fill (while none is being written)",
+      &pst_batch_wait, 0, 60000, 0 },
+    { "pipeline", WK_CONF_INT, "2",
+      "batches in flight: 2 sends the next while one is being written",
+      &pst_pipeline, 1, PST_INFLIGHT, 0 },
     { "retention-months", WK_CONF_INT, "60",
       "drop monthly partitions older than this (0: keep all)",
       &pst_retention_months, 0, 100000, 0 },
@@ -131,7 +121,8 @@ static wk_conf_spec_t  pst_spec = {
     "Consumes the messages topic in a consumer group and writes them to\n"
     "PostgreSQL: each batch in one transaction, idempotent on\n"
     "(conversation_id, seq); the batch's offsets are committed to Kafka\n"
-    "only after the COMMIT. In the same transaction, the receipts topic\n"
+    "only after the COMMIT. While a batch is being written, the next one\n"
+    "fills (up to batch-size). In the same transaction, the receipts topic\n"
     "moves the members' delivered and read watermarks forward (and the\n"
     "status of the messages of direct conversations). Creates monthly\n"
     "partitions ahead and drops those older than the retention. SIGTERM\n"
@@ -144,10 +135,11 @@ static wk_conf_spec_t  pst_spec = {
 };
 
 
-static rd_kafka_t   *pst_rk;
-static PGconn       *pst_pg;
-static pst_batch_t   pst_batch;
-static int64_t       pst_quit_at;
+static rd_kafka_t        *pst_rk;
+static rd_kafka_queue_t  *pst_queue;
+static pst_batch_t        pst_batch;
+static int64_t            pst_quit_at;
+static int                pst_commit_sync;  /* revoking, stopping */
 
 static struct {
     uint64_t  consumed;
@@ -175,58 +167,32 @@ static struct {
 } pst_m;
 
 
-/* the string builder of the INSERT statement */
+static int pst_batch_flush(int64_t deadline);
 
+
+/* frees rows[0, k) and moves the rest to the front */
 static void
-pst_buf_add(pst_buf_t *b, const char *fmt, ...)
+pst_batch_remove(size_t k)
 {
-    int       n;
-    char     *p;
-    size_t    cap;
-    va_list   ap;
+    size_t  i;
 
-    if (b->failed) {
-        return;
+    for (i = 0; i < k; i++) {
+        pst_row_free(&pst_batch.rows[i]);
     }
 
-    for ( ;; ) {
-        va_start(ap, fmt);
-        n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
+    memmove(pst_batch.rows, pst_batch.rows + k,
+            (pst_batch.n - k) * sizeof(pst_row_t));
 
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-
-        if ((size_t) n < b->cap - b->len) {
-            b->len += (size_t) n;
-            return;
-        }
-
-        cap = b->cap * 2 + (size_t) n + 256;
-        p = realloc(b->data, cap);
-        if (p == NULL) {
-            b->failed = 1;
-            return;
-        }
-
-        b->data = p;
-        b->cap = cap;
-    }
+    pst_batch.n -= k;
 }
 
 
 static void
 pst_batch_clear(void)
 {
-    size_t  i;
-
-    for (i = 0; i < pst_batch.n; i++) {
-        pst_row_free(&pst_batch.rows[i]);
-    }
-
-    pst_batch.n = 0;
+    pst_batch_remove(pst_batch.n);
+    pst_batch.sent = 0;
+    pst_batch.nsent = 0;
 }
 
 
@@ -236,7 +202,7 @@ pst_batch_add(const rd_kafka_message_t *m)
     pst_row_t   *row;
     const char  *bad;
 
-    if (pst_batch.n == 0) {
+    if (pst_batch.n == pst_batch.sent) {
         pst_batch.started = wk_now_ms();
     }
 
@@ -284,6 +250,22 @@ pst_row_topic(const pst_row_t *row)
 }
 
 
+/* a record PostgreSQL rejects: logged and skipped */
+static void
+pst_skip(const pst_row_t *row)
+{
+    wk_error("skipping the record at %s [%d] offset %lld: "
+             "PostgreSQL rejects it (conversation %s seq %s%s%s)",
+             pst_row_topic(row), (int) row->partition,
+             (long long) row->offset, row->conversation_id,
+             row->seq, row->receipt ? " user " : "",
+             row->receipt ? row->user_id : "");
+
+    pst_stats.skipped++;
+    wk_metric_add(pst_m.skipped, 1);
+}
+
+
 /* drops the rows of revoked partitions (their next owner reads them) */
 static void
 pst_batch_drop(const rd_kafka_topic_partition_list_t *parts)
@@ -321,490 +303,29 @@ pst_batch_drop(const rd_kafka_topic_partition_list_t *parts)
 }
 
 
-/* PostgreSQL */
-
-static pst_err_e
-pst_pg_error(PGresult *res, const char *what)
-{
-    const char  *state;
-
-    state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-
-    wk_error("%s failed: %s%s%s", what,
-             state ? state : "", state ? ": " : "",
-             res && *PQresultErrorMessage(res)
-                 ? PQresultErrorMessage(res) : PQerrorMessage(pst_pg));
-
-    if (PQstatus(pst_pg) == CONNECTION_BAD || state == NULL
-        || strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0)
-    {
-        return PST_ERR_CONN;
-    }
-
-    if (strncmp(state, "22", 2) == 0) {
-        return PST_ERR_DATA;
-    }
-
-    return PST_ERR_OTHER;
-}
-
-
-static pst_err_e
-pst_exec(const char *sql, int nparams, const char *const *params,
-    PGresult **out, const char *what)
-{
-    PGresult        *res;
-    pst_err_e        rc;
-    ExecStatusType   st;
-
-    res = PQexecParams(pst_pg, sql, nparams, NULL, params, NULL, NULL, 0);
-    st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        if (out != NULL) {
-            *out = res;
-        } else {
-            PQclear(res);
-        }
-
-        return PST_OK;
-    }
-
-    rc = pst_pg_error(res, what);
-    PQclear(res);
-
-    return rc;
-}
-
+/* offsets */
 
 static void
-pst_pg_close(void)
+pst_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+    rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
-    if (pst_pg != NULL) {
-        PQfinish(pst_pg);
-        pst_pg = NULL;
+    (void) rk;
+    (void) offsets;
+    (void) opaque;
+
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        wk_warn("offset commit failed: %s (those messages will be written "
+                "again, harmlessly)", rd_kafka_err2str(err));
     }
-}
-
-
-static int
-pst_pg_connect(void)
-{
-    const char  *keys[] = { "connect_timeout", "fallback_application_name",
-                            "dbname", NULL };
-    const char  *values[] = { "10", "chat-persist", pst_database, NULL };
-
-    if (pst_pg != NULL && PQstatus(pst_pg) == CONNECTION_OK) {
-        return 0;
-    }
-
-    pst_pg_close();
-
-    if (*pst_database == '\0') {
-        keys[2] = NULL;
-    }
-
-    pst_pg = PQconnectdbParams(keys, values, 1);
-
-    if (pst_pg == NULL) {
-        wk_error("PostgreSQL: out of memory");
-        return -1;
-    }
-
-    if (PQstatus(pst_pg) != CONNECTION_OK) {
-        wk_error("PostgreSQL connection failed: %s", PQerrorMessage(pst_pg));
-        pst_pg_close();
-        return -1;
-    }
-
-    wk_info("connected to PostgreSQL %s:%s, database %s", PQhost(pst_pg),
-            PQport(pst_pg), PQdb(pst_pg));
-
-    if (pst_exec("SET synchronous_commit = on", 0, NULL, NULL,
-                 "SET synchronous_commit")
-        != PST_OK)
-    {
-        pst_pg_close();
-        return -1;
-    }
-
-    return 0;
 }
 
 
 /*
- * One statement inserts the rows (skipping every (conversation_id, seq)
- * already stored, whatever its created_at) and moves last_seq and
- * last_message_at of their conversations forward. A message of a direct
- * conversation that the other member's watermarks already cover (its
- * receipt was written before it) is stored as delivered or read.
+ * Commits, for each partition of rows[0, k), the offset after its last;
+ * async: answered in pst_commit_cb() while the consumer is polled.
  */
-static pst_err_e
-pst_write_rows(pst_row_t **rows, size_t n, uint64_t *inserted)
-{
-    size_t        i, k;
-    pst_buf_t     sql;
-    PGresult     *res;
-    pst_err_e     rc;
-    const char  **params;
-
-    params = malloc(n * PST_COLS * sizeof(char *));
-    if (params == NULL) {
-        wk_error("out of memory");
-        return PST_ERR_OTHER;
-    }
-
-    memset(&sql, 0, sizeof(sql));
-
-    pst_buf_add(&sql, "WITH v (id, conversation_id, seq, sender_id, content,"
-                " client_msg_id, metadata, created_at) AS (VALUES ");
-
-    for (i = 0; i < n; i++) {
-        k = i * PST_COLS;
-
-        pst_buf_add(&sql, "%s($%zu::bigint, $%zu::text, $%zu::bigint,"
-                    " $%zu::text, $%zu::text, $%zu::text, $%zu::jsonb,"
-                    " $%zu::timestamptz)", i ? ", " : "",
-                    k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7, k + 8);
-
-        params[k] = rows[i]->id;
-        params[k + 1] = rows[i]->conversation_id;
-        params[k + 2] = rows[i]->seq;
-        params[k + 3] = rows[i]->sender_id;
-        params[k + 4] = rows[i]->content;
-        params[k + 5] = rows[i]->client_msg_id;
-        params[k + 6] = rows[i]->metadata;
-        params[k + 7] = rows[i]->created_at;
-    }
-
-    pst_buf_add(&sql, "), "
-        "ins AS (INSERT INTO messages (id, conversation_id, seq, sender_id,"
-        " content, client_msg_id, metadata, created_at, status,"
-        " delivered_at, read_at)"
-        " SELECT DISTINCT ON (v.conversation_id, v.seq) v.*,"
-        " CASE WHEN v.seq <= w.r THEN 'read'"
-        " WHEN v.seq <= w.d THEN 'delivered' ELSE 'sent' END,"
-        " CASE WHEN v.seq <= w.d THEN greatest(v.created_at, w.dat) END,"
-        " CASE WHEN v.seq <= w.r THEN greatest(v.created_at, w.rat) END"
-        " FROM v LEFT JOIN LATERAL (SELECT cm.last_delivered_seq AS d,"
-        " cm.last_read_seq AS r, cm.last_delivered_at AS dat,"
-        " cm.last_read_at AS rat FROM conversations c"
-        " JOIN conversation_members cm ON cm.conversation_id = c.id"
-        " WHERE c.id = v.conversation_id AND c.type = 'direct'"
-        " AND cm.user_id <> v.sender_id LIMIT 1) w ON true"
-        " WHERE NOT EXISTS (SELECT 1 FROM messages m"
-        " WHERE m.conversation_id = v.conversation_id AND m.seq = v.seq)"
-        " ORDER BY v.conversation_id, v.seq"
-        " ON CONFLICT DO NOTHING RETURNING 1), "
-        "upd AS (UPDATE conversations c"
-        " SET last_seq = greatest(c.last_seq, x.seq),"
-        " last_message_at = greatest(c.last_message_at, x.created_at)"
-        " FROM (SELECT conversation_id, max(seq) AS seq,"
-        " max(created_at) AS created_at FROM v GROUP BY conversation_id) x"
-        " WHERE c.id = x.conversation_id RETURNING 1) "
-        "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)");
-
-    if (sql.failed) {
-        wk_error("out of memory");
-        free(sql.data);
-        free(params);
-        return PST_ERR_OTHER;
-    }
-
-    res = NULL;
-    rc = pst_exec(sql.data, (int) (n * PST_COLS), params, &res,
-                  "INSERT INTO messages");
-
-    if (rc == PST_OK) {
-        *inserted += strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-        PQclear(res);
-    }
-
-    free(sql.data);
-    free(params);
-
-    return rc;
-}
-
-
-/*
- * One statement for the receipts of a batch: for each (conversation, user),
- * the greatest delivered and read watermarks move the member's forward
- * (read implies delivered; an older watermark changes nothing). In direct
- * conversations, the other member's messages between the old and the new
- * watermarks become delivered or read, each with the time of the first
- * receipt of the batch that covers it, never moving back. Receipts of
- * unknown conversations or members are ignored.
- */
-static pst_err_e
-pst_write_receipts(pst_row_t **rows, size_t n, uint64_t *applied)
-{
-    size_t        i, k;
-    pst_buf_t     sql;
-    PGresult     *res;
-    pst_err_e     rc;
-    const char  **params;
-
-    params = malloc(n * PST_RCOLS * sizeof(char *));
-    if (params == NULL) {
-        wk_error("out of memory");
-        return PST_ERR_OTHER;
-    }
-
-    memset(&sql, 0, sizeof(sql));
-
-    pst_buf_add(&sql, "WITH v (cid, uid, rd, seq, at) AS (VALUES ");
-
-    for (i = 0; i < n; i++) {
-        k = i * PST_RCOLS;
-
-        pst_buf_add(&sql, "%s($%zu::text, $%zu::text, $%zu::boolean,"
-                    " $%zu::bigint, $%zu::timestamptz)", i ? ", " : "",
-                    k + 1, k + 2, k + 3, k + 4, k + 5);
-
-        params[k] = rows[i]->conversation_id;
-        params[k + 1] = rows[i]->user_id;
-        params[k + 2] = rows[i]->read ? "t" : "f";
-        params[k + 3] = rows[i]->seq;
-        params[k + 4] = rows[i]->at;
-    }
-
-    pst_buf_add(&sql, "), "
-        "a AS (SELECT cid, uid, max(seq) AS d,"
-        " coalesce(max(seq) FILTER (WHERE rd), 0) AS r,"
-        " (array_agg(at ORDER BY seq DESC, at))[1] AS dat,"
-        " (array_agg(at ORDER BY seq DESC, at) FILTER (WHERE rd))[1] AS rat"
-        " FROM v GROUP BY cid, uid), "
-        /* locked before upd changes them: FOR UPDATE skips rows the
-           statement itself has changed */
-        "o AS (SELECT cm.conversation_id AS cid, cm.user_id AS uid,"
-        " cm.last_delivered_seq AS od, cm.last_read_seq AS orr,"
-        " c.type = 'direct' AS direct"
-        " FROM conversation_members cm"
-        " JOIN a ON a.cid = cm.conversation_id AND a.uid = cm.user_id"
-        " JOIN conversations c ON c.id = cm.conversation_id"
-        " ORDER BY cm.conversation_id, cm.user_id FOR UPDATE OF cm), "
-        "upd AS (UPDATE conversation_members cm"
-        " SET last_delivered_seq = greatest(cm.last_delivered_seq, a.d),"
-        " last_read_seq = greatest(cm.last_read_seq, a.r),"
-        " last_delivered_at = CASE WHEN a.d > cm.last_delivered_seq"
-        " THEN a.dat ELSE cm.last_delivered_at END,"
-        " last_read_at = CASE WHEN a.r > cm.last_read_seq"
-        " THEN a.rat ELSE cm.last_read_at END"
-        " FROM a JOIN o ON o.cid = a.cid AND o.uid = a.uid"
-        " WHERE cm.conversation_id = a.cid AND cm.user_id = a.uid"
-        " AND (a.d > cm.last_delivered_seq OR a.r > cm.last_read_seq)"
-        " RETURNING 1), "
-        "msg AS (UPDATE messages m"
-        " SET status = CASE WHEN m.status = 'read' OR m.seq <= a.r"
-        " THEN 'read' ELSE 'delivered' END,"
-        " delivered_at = least(m.delivered_at, (SELECT min(v.at) FROM v"
-        " WHERE v.cid = a.cid AND v.uid = a.uid AND v.seq >= m.seq)),"
-        " read_at = CASE WHEN m.seq <= a.r THEN least(m.read_at,"
-        " (SELECT min(v.at) FROM v WHERE v.cid = a.cid AND v.uid = a.uid"
-        " AND v.rd AND v.seq >= m.seq)) ELSE m.read_at END"
-        " FROM a JOIN o ON o.cid = a.cid AND o.uid = a.uid"
-        " WHERE o.direct AND m.conversation_id = a.cid"
-        " AND m.sender_id <> a.uid"
-        " AND m.seq > least(o.od, o.orr) AND m.seq <= a.d"
-        " AND (m.seq > o.od OR m.seq <= a.r)"
-        " AND m.status <> 'read' RETURNING 1) "
-        "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM msg),"
-        " (SELECT string_agg(a.cid || ' ' || a.uid, ', ') FROM a"
-        " WHERE NOT EXISTS (SELECT 1 FROM o"
-        " WHERE o.cid = a.cid AND o.uid = a.uid))");
-
-    if (sql.failed) {
-        wk_error("out of memory");
-        free(sql.data);
-        free(params);
-        return PST_ERR_OTHER;
-    }
-
-    res = NULL;
-    rc = pst_exec(sql.data, (int) (n * PST_RCOLS), params, &res,
-                  "UPDATE of the watermarks");
-
-    if (rc == PST_OK) {
-        *applied += n;
-
-        wk_debug("receipts: %zu record(s), %s watermark(s) moved, "
-                 "%s message status(es) changed", n, PQgetvalue(res, 0, 0),
-                 PQgetvalue(res, 0, 1));
-
-        if (!PQgetisnull(res, 0, 2)) {
-            wk_debug("receipts ignored: unknown conversation or member: %s",
-                     PQgetvalue(res, 0, 2));
-        }
-
-        PQclear(res);
-    }
-
-    free(sql.data);
-    free(params);
-
-    return rc;
-}
-
-
-/* after a data error: every row in its own savepoint, rejected rows skipped */
-static pst_err_e
-pst_write_one_by_one(pst_writer_pt write, pst_row_t **rows, size_t n,
-    uint64_t *count)
-{
-    size_t     i;
-    pst_err_e  rc;
-
-    wk_warn("a value of the batch was rejected: writing its %zu rows one "
-            "by one", n);
-
-    for (i = 0; i < n; i++) {
-        rc = pst_exec("SAVEPOINT row", 0, NULL, NULL, "SAVEPOINT");
-        if (rc != PST_OK) {
-            return rc;
-        }
-
-        rc = write(&rows[i], 1, count);
-
-        if (rc == PST_ERR_DATA) {
-            wk_error("skipping the record at %s [%d] offset %lld: "
-                     "PostgreSQL rejects it (conversation %s seq %s%s%s)",
-                     pst_row_topic(rows[i]), (int) rows[i]->partition,
-                     (long long) rows[i]->offset, rows[i]->conversation_id,
-                     rows[i]->seq, rows[i]->receipt ? " user " : "",
-                     rows[i]->receipt ? rows[i]->user_id : "");
-            pst_stats.skipped++;
-            wk_metric_add(pst_m.skipped, 1);
-
-            rc = pst_exec("ROLLBACK TO SAVEPOINT row", 0, NULL, NULL,
-                          "ROLLBACK TO SAVEPOINT");
-            if (rc != PST_OK) {
-                return rc;
-            }
-
-            continue;
-        }
-
-        if (rc != PST_OK) {
-            return rc;
-        }
-
-        rc = pst_exec("RELEASE SAVEPOINT row", 0, NULL, NULL,
-                      "RELEASE SAVEPOINT");
-        if (rc != PST_OK) {
-            return rc;
-        }
-    }
-
-    return PST_OK;
-}
-
-
-/*
- * BEGIN, the messages, the receipts, COMMIT. After a data error in the
- * statement of one kind, the transaction starts again with the records
- * of that kind written one by one.
- */
-static pst_err_e
-pst_batch_write(uint64_t *inserted, uint64_t *receipts)
-{
-    int          attempt, single_m, single_r;
-    size_t       i, nm, nr;
-    pst_err_e    rc;
-    pst_row_t  **msgs, **rcps;
-
-    msgs = malloc(2 * (pst_batch.n + 1) * sizeof(pst_row_t *));
-    if (msgs == NULL) {
-        wk_error("out of memory");
-        return PST_ERR_OTHER;
-    }
-
-    rcps = msgs + pst_batch.n + 1;
-
-    for (i = 0, nm = 0, nr = 0; i < pst_batch.n; i++) {
-        if (pst_batch.rows[i].root == NULL) {
-            continue;
-        }
-
-        if (pst_batch.rows[i].receipt) {
-            rcps[nr++] = &pst_batch.rows[i];
-
-        } else {
-            msgs[nm++] = &pst_batch.rows[i];
-        }
-    }
-
-    *inserted = 0;
-    *receipts = 0;
-
-    if (nm == 0 && nr == 0) {
-        free(msgs);
-        return PST_OK;
-    }
-
-    single_m = 0;
-    single_r = 0;
-
-    for (attempt = 0; /* void */; attempt++) {
-        *inserted = 0;
-        *receipts = 0;
-
-        rc = pst_exec("BEGIN", 0, NULL, NULL, "BEGIN");
-
-        if (rc == PST_OK && nm) {
-            rc = single_m
-                 ? pst_write_one_by_one(pst_write_rows, msgs, nm, inserted)
-                 : pst_write_rows(msgs, nm, inserted);
-
-            if (rc == PST_ERR_DATA && !single_m) {
-                single_m = 1;
-                goto again;
-            }
-        }
-
-        if (rc == PST_OK && nr) {
-            rc = single_r
-                 ? pst_write_one_by_one(pst_write_receipts, rcps, nr,
-                                        receipts)
-                 : pst_write_receipts(rcps, nr, receipts);
-
-            if (rc == PST_ERR_DATA && !single_r) {
-                single_r = 1;
-                goto again;
-            }
-        }
-
-        break;
-
-    again:
-
-        rc = pst_exec("ROLLBACK", 0, NULL, NULL, "ROLLBACK");
-        if (rc != PST_OK) {
-            break;
-        }
-
-        if (attempt == 2) {
-            rc = PST_ERR_OTHER;     /* not reached: each kind fails once */
-            break;
-        }
-    }
-
-    if (rc == PST_OK) {
-        rc = pst_exec("COMMIT", 0, NULL, NULL, "COMMIT");
-
-    } else if (rc != PST_ERR_CONN) {
-        (void) pst_exec("ROLLBACK", 0, NULL, NULL, "ROLLBACK");
-    }
-
-    free(msgs);
-
-    return rc;
-}
-
-
-/* commits, for each partition of the batch, the offset after its last */
 static void
-pst_commit_offsets(void)
+pst_commit_offsets(size_t k, int async)
 {
     size_t                              i;
     const char                         *topic;
@@ -819,7 +340,7 @@ pst_commit_offsets(void)
         return;
     }
 
-    for (i = 0; i < pst_batch.n; i++) {
+    for (i = 0; i < k; i++) {
         topic = pst_row_topic(&pst_batch.rows[i]);
 
         tp = rd_kafka_topic_partition_list_find(offsets, topic,
@@ -834,21 +355,51 @@ pst_commit_offsets(void)
         }
     }
 
-    err = rd_kafka_commit(pst_rk, offsets, 0);
+    if (async) {
+        err = rd_kafka_commit_queue(pst_rk, offsets, pst_queue,
+                                    pst_commit_cb, NULL);
+
+    } else {
+        err = rd_kafka_commit(pst_rk, offsets, 0);
+    }
 
     if (err) {
-        wk_warn("offset commit failed: %s (those messages will be written "
-                "again, harmlessly)", rd_kafka_err2str(err));
+        pst_commit_cb(pst_rk, err, offsets, NULL);
     }
 
     rd_kafka_topic_partition_list_destroy(offsets);
 }
 
 
+/* rows[0, k) are in PostgreSQL: counted, their offsets committed, freed */
+static void
+pst_batch_written(size_t k, uint64_t inserted, uint64_t receipts,
+    int64_t t0, int async)
+{
+    pst_stats.inserted += inserted;
+    pst_stats.receipts += receipts;
+    pst_stats.batches++;
+    wk_metric_add(pst_m.inserted, (int64_t) inserted);
+    wk_metric_add(pst_m.receipts, (int64_t) receipts);
+    wk_metric_add(pst_m.batches, 1);
+    wk_metric_set(pst_m.batch_ms, wk_now_ms() - t0);
+
+    wk_debug("batch: %zu record(s), %" PRIu64 " new row(s), %" PRIu64
+             " receipt(s) in %" PRId64 " ms", k, inserted, receipts,
+             wk_now_ms() - t0);
+
+    pst_commit_offsets(k, async);
+    pst_batch_remove(k);
+}
+
+
+/* writing */
+
 /*
- * Writes the batch, retrying with backoff until it is written or the
- * deadline passes (deadline 0: none, but a SIGTERM sets one); commits
- * its offsets after the COMMIT. Returns -1 when the batch stays unwritten.
+ * Writes the whole batch (nothing may be in flight), retrying with backoff
+ * until it is written or the deadline passes (deadline 0: none, but a
+ * SIGTERM sets one); commits its offsets after the COMMIT. Returns -1
+ * when the batch stays unwritten.
  */
 static int
 pst_batch_flush(int64_t deadline)
@@ -862,8 +413,9 @@ pst_batch_flush(int64_t deadline)
     t0 = wk_now_ms();
 
     for ( ;; ) {
-        if (pst_pg_connect() == 0) {
-            rc = pst_batch_write(&inserted, &receipts);
+        if (pst_pg_connect(pst_database) == 0) {
+            rc = pst_pg_write(pst_batch.rows, pst_batch.n, &inserted,
+                              &receipts, pst_skip);
 
             if (rc == PST_OK) {
                 break;
@@ -908,146 +460,137 @@ pst_batch_flush(int64_t deadline)
         }
     }
 
-    pst_stats.inserted += inserted;
-    pst_stats.receipts += receipts;
-    pst_stats.batches++;
-    wk_metric_add(pst_m.inserted, (int64_t) inserted);
-    wk_metric_add(pst_m.receipts, (int64_t) receipts);
-    wk_metric_add(pst_m.batches, 1);
-    wk_metric_set(pst_m.batch_ms, wk_now_ms() - t0);
-
     if (wk_now_ms() - t0 > 1000) {
         wk_info("batch of %zu message(s) written after retries", pst_batch.n);
     }
 
-    wk_debug("batch: %zu record(s), %" PRIu64 " new row(s), %" PRIu64
-             " receipt(s)", pst_batch.n, inserted, receipts);
-
-    pst_commit_offsets();
-    pst_batch_clear();
+    pst_batch_written(pst_batch.n, inserted, receipts, t0, 0);
 
     return 0;
 }
 
 
-/* monthly partitions ahead, and retention */
-static int
-pst_maintenance(void)
+/* sends the filling batch to PostgreSQL, without waiting */
+static void
+pst_batch_send(void)
 {
-    int         i;
-    char        n[32], *ident, *sql, *drop;
-    size_t      len;
-    PGresult   *res;
-    const char *params[1];
+    pst_err_e  rc;
 
-    if (pst_pg_connect() != 0) {
-        return -1;
+    if (pst_pg_connect(pst_database) == 0) {
+        rc = pst_pg_send(pst_batch.rows + pst_batch.sent,
+                         pst_batch.n - pst_batch.sent);
+
+        if (rc == PST_OK) {
+            (void) pst_records_next();
+
+            pst_batch.size[pst_batch.nsent] = pst_batch.n - pst_batch.sent;
+            pst_batch.sent_at[pst_batch.nsent] = wk_now_ms();
+            pst_batch.nsent++;
+            pst_batch.sent = pst_batch.n;
+            return;
+        }
+
+        if (rc == PST_ERR_CONN) {
+            /* what was in flight is lost with the connection */
+            pst_batch.sent = 0;
+            pst_batch.nsent = 0;
+        }
     }
 
-    snprintf(n, sizeof(n), "%lld", pst_partitions_ahead);
-    params[0] = n;
+    pst_stats.failures++;
+    wk_metric_add(pst_m.errors, 1);
 
-    /* one worker of the group at a time */
-    if (pst_exec("BEGIN", 0, NULL, NULL, "BEGIN") != PST_OK) {
-        return -1;
+    if (pst_batch.nsent == 0) {
+        (void) pst_batch_flush(0);
+    }
+}
+
+
+/*
+ * The oldest batch in flight: waits up to wait_ms (< 0: no limit) for its
+ * answer. Returns 0 while it is not answered, 1 when it is written, or was
+ * not but then was with all that followed it (pst_batch_flush(deadline)),
+ * -1 when those stay unwritten.
+ */
+static int
+pst_inflight(int wait_ms, int64_t deadline)
+{
+    size_t     k;
+    uint64_t   inserted, receipts;
+    pst_err_e  rc;
+
+    if (pst_batch.nsent == 0) {
+        return 1;
     }
 
-    if (pst_exec("SELECT pg_advisory_xact_lock(" PST_LOCK_KEY ")", 0, NULL,
-                 NULL, "pg_advisory_xact_lock") != PST_OK
-        || pst_exec("SELECT chat_ensure_partitions($1::int)", 1, params,
-                    NULL, "chat_ensure_partitions") != PST_OK
-        || pst_exec("COMMIT", 0, NULL, NULL, "COMMIT") != PST_OK)
-    {
-        (void) pst_exec("ROLLBACK", 0, NULL, NULL, "ROLLBACK");
-        return -1;
-    }
-
-    wk_info("monthly partitions ensured %lld month(s) ahead",
-            pst_partitions_ahead);
-
-    if (pst_retention_months == 0) {
+    rc = pst_pg_result(wait_ms, &inserted, &receipts);
+    if (rc == PST_PENDING) {
         return 0;
     }
 
-    snprintf(n, sizeof(n), "%lld", pst_retention_months);
+    if (rc == PST_OK) {
+        k = pst_batch.size[0];
 
-    res = NULL;
+        pst_batch_written(k, inserted, receipts, pst_batch.sent_at[0],
+                          !pst_commit_sync);
 
-    if (pst_exec("SELECT c.relname FROM pg_inherits i"
-                 " JOIN pg_class c ON c.oid = i.inhrelid"
-                 " WHERE i.inhparent = 'messages'::regclass"
-                 " AND c.relname ~ '^messages_[0-9]{4}_[0-9]{2}$'"
-                 " AND to_date(substr(c.relname, 10), 'YYYY_MM')"
-                 " < (date_trunc('month', now() AT TIME ZONE 'UTC')"
-                 " - make_interval(months => $1::int))::date"
-                 " ORDER BY 1", 1, params, &res, "listing partitions")
-        != PST_OK)
-    {
-        return -1;
+        pst_batch.sent -= k;
+        pst_batch.nsent--;
+        memmove(&pst_batch.size[0], &pst_batch.size[1],
+                pst_batch.nsent * sizeof(size_t));
+        memmove(&pst_batch.sent_at[0], &pst_batch.sent_at[1],
+                pst_batch.nsent * sizeof(int64_t));
+
+        return 1;
     }
 
-    for (i = 0; i < PQntuples(res); i++) {
-        ident = PQescapeIdentifier(pst_pg, PQgetvalue(res, i, 0),
-                                   strlen(PQgetvalue(res, i, 0)));
-        if (ident == NULL) {
-            PQclear(res);
+    /* the connection is closed: everything is written again, in order */
+    pst_batch.sent = 0;
+    pst_batch.nsent = 0;
+
+    pst_stats.failures++;
+    wk_metric_add(pst_m.errors, 1);
+
+    return pst_batch_flush(deadline) == 0 ? 1 : -1;
+}
+
+
+/*
+ * Ends the batches in flight within the deadline (0: none), abandons them
+ * after that. Returns 0 when they are written, -1 when not.
+ */
+static int
+pst_inflight_end(int64_t deadline)
+{
+    int      rc;
+    int64_t  left;
+
+    /* the offsets are committed before the partitions go, or the process */
+    pst_commit_sync = 1;
+
+    while (pst_batch.nsent) {
+        left = deadline - wk_now_ms();
+        rc = pst_inflight(deadline == 0 ? -1 : left > 0 ? (int) left : 0,
+                          deadline);
+
+        if (rc < 0) {
+            pst_commit_sync = 0;
             return -1;
         }
 
-        len = strlen(ident) + 64;
-        sql = malloc(2 * len);
-        if (sql == NULL) {
-            PQfreemem(ident);
-            PQclear(res);
+        if (rc == 0) {
+            wk_error("giving up on a batch of %zu message(s) in flight: "
+                     "their offsets are not committed", pst_batch.sent);
+            wk_metric_add(pst_m.abandoned, 1);
+            pst_pg_close();
+            pst_batch.sent = 0;
+            pst_batch.nsent = 0;
+            pst_commit_sync = 0;
             return -1;
         }
-
-        drop = sql + len;
-        snprintf(sql, len, "ALTER TABLE messages DETACH PARTITION %s", ident);
-        snprintf(drop, len, "DROP TABLE %s", ident);
-
-        if (pst_exec("BEGIN", 0, NULL, NULL, "BEGIN") != PST_OK
-            || pst_exec("SET LOCAL lock_timeout = '10s'", 0, NULL, NULL,
-                        "SET lock_timeout") != PST_OK
-            || pst_exec(sql, 0, NULL, NULL, "detaching a partition")
-               != PST_OK
-            || pst_exec(drop, 0, NULL, NULL, "dropping a partition")
-               != PST_OK
-            || pst_exec("COMMIT", 0, NULL, NULL, "COMMIT") != PST_OK)
-        {
-            (void) pst_exec("ROLLBACK", 0, NULL, NULL, "ROLLBACK");
-            free(sql);
-            PQfreemem(ident);
-            PQclear(res);
-            return -1;
-        }
-
-        wk_info("retention: detached and dropped partition %s "
-                "(older than %lld months)", ident, pst_retention_months);
-
-        free(sql);
-        PQfreemem(ident);
     }
 
-    PQclear(res);
-
-    /* old rows that sit in the default partition */
-    res = NULL;
-
-    if (pst_exec("DELETE FROM messages WHERE created_at"
-                 " < (date_trunc('month', now() AT TIME ZONE 'UTC')"
-                 " - make_interval(months => $1::int)) AT TIME ZONE 'UTC'",
-                 1, params, &res, "retention delete")
-        != PST_OK)
-    {
-        return -1;
-    }
-
-    if (strcmp(PQcmdTuples(res), "0") != 0) {
-        wk_info("retention: deleted %s old message(s)", PQcmdTuples(res));
-    }
-
-    PQclear(res);
+    pst_commit_sync = 0;
 
     return 0;
 }
@@ -1059,11 +602,13 @@ static void
 pst_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
-    int  cooperative;
+    int      cooperative;
+    int64_t  deadline;
 
     (void) opaque;
 
     cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    deadline = wk_now_ms() + pst_session_timeout / 2;
 
     switch (err) {
 
@@ -1083,8 +628,8 @@ pst_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 parts->cnt, rd_kafka_assignment_lost(rk) ? " (lost)" : "");
 
         /* what is written is committed; what cannot be is left unread */
-        if (pst_batch.n
-            && pst_batch_flush(wk_now_ms() + pst_session_timeout / 2) != 0)
+        if (pst_inflight_end(deadline) != 0
+            || (pst_batch.n && pst_batch_flush(deadline) != 0))
         {
             pst_batch_drop(parts);
         }
@@ -1099,6 +644,7 @@ pst_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
     default:
         wk_error("rebalance failed: %s", rd_kafka_err2str(err));
+        (void) pst_inflight_end(deadline);
         pst_batch_drop(parts);
         rd_kafka_assign(rk, NULL);
         break;
@@ -1153,35 +699,76 @@ pst_kafka_new(void)
 }
 
 
-/* fills the batch: until it is full, or batch-wait after its first record */
+/*
+ * Fills the batch: until it is full and fewer than pipeline batches are in
+ * flight, or, when none is, until batch-wait after its first record.
+ * Meanwhile, the answer of the oldest batch in flight is looked for every
+ * 32 records, and waited for when Kafka has nothing or the batch is full.
+ */
 static void
 pst_collect(void)
 {
-    int                  timeout;
-    int64_t              left, start;
+    int                  timeout, unchecked;
+    size_t               filling, max;
+    int64_t              left, start, now;
     rd_kafka_message_t  *m;
 
     start = wk_now_ms();
+    max = (size_t) pst_batch_size;
+    unchecked = 0;
 
-    while (!wk_quit && pst_batch.n < (size_t) pst_batch_size) {
-        timeout = 100;
+    while (!wk_quit) {
+        filling = pst_batch.n - pst_batch.sent;
 
-        if (pst_batch.n) {
-            left = pst_batch.started + pst_batch_wait - wk_now_ms();
-            if (left <= 0) {
-                break;
+        if (pst_batch.nsent && (filling >= max || unchecked >= 32)) {
+            unchecked = 0;
+
+            /* full, with no room in the pipeline: wait for PostgreSQL */
+            if (pst_inflight(filling >= max
+                             && pst_batch.nsent == pst_pipeline ? 100 : 0, 0)
+                == 0
+                && filling >= max && pst_batch.nsent == pst_pipeline)
+            {
+                continue;
             }
 
-            timeout = left < 100 ? (int) left : 100;
-
-        } else if (wk_now_ms() - start >= 1000) {
-            break;      /* let the caller run its timers */
+            filling = pst_batch.n - pst_batch.sent;
         }
 
-        m = rd_kafka_consumer_poll(pst_rk, timeout);
+        now = wk_now_ms();
+        timeout = 100;
+
+        if (pst_batch.nsent < pst_pipeline && filling >= max) {
+            break;
+        }
+
+        /* behind a batch in flight, only a full one is worth sending */
+        if (pst_batch.nsent == 0) {
+            if (filling) {
+                left = pst_batch.started + pst_batch_wait - now;
+                if (left <= 0) {
+                    break;
+                }
+
+                timeout = left < 100 ? (int) left : 100;
+
+            } else if (now - start >= 1000) {
+                break;      /* let the caller run its timers */
+            }
+        }
+
+        m = rd_kafka_consumer_poll(pst_rk, pst_batch.nsent ? 0 : timeout);
+
         if (m == NULL) {
+            if (pst_batch.nsent) {
+                /* nothing to read: wait for PostgreSQL a little */
+                (void) pst_inflight(timeout < 5 ? timeout : 5, 0);
+            }
+
             continue;
         }
+
+        unchecked++;
 
         if (m->err) {
             if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
@@ -1340,7 +927,13 @@ main(int argc, char **argv)
         return 1;
     }
 
-    pst_batch.cap = (size_t) pst_batch_size;
+    if (pst_records_init() != 0) {
+        wk_error("out of memory");
+        return 1;
+    }
+
+    /* the batches in flight and the next one */
+    pst_batch.cap = (PST_INFLIGHT + 1) * (size_t) pst_batch_size;
     pst_batch.rows = calloc(pst_batch.cap, sizeof(pst_row_t));
     if (pst_batch.rows == NULL) {
         wk_error("out of memory");
@@ -1362,6 +955,13 @@ main(int argc, char **argv)
         goto done;
     }
 
+    pst_queue = rd_kafka_queue_get_consumer(pst_rk);
+    if (pst_queue == NULL) {
+        wk_error("no consumer queue");
+        rd_kafka_destroy(pst_rk);
+        goto done;
+    }
+
     now = wk_now_ms();
     last_stats = now;
     next_stats = now + pst_stats_interval * 1000;
@@ -1370,15 +970,20 @@ main(int argc, char **argv)
     while (!wk_quit) {
         now = wk_now_ms();
 
-        if (now >= next_maint && pst_batch.n == 0) {
-            next_maint = now + (pst_maintenance() == 0
+        if (now >= next_maint && pst_batch.n == 0 && pst_batch.nsent == 0) {
+            next_maint = now + (pst_pg_connect(pst_database) == 0
+                                && pst_pg_maintenance(pst_partitions_ahead,
+                                                      pst_retention_months)
+                                   == 0
                                 ? pst_maintenance_interval * 1000 : 60000);
         }
 
         pst_collect();
 
-        if (pst_batch.n) {
-            (void) pst_batch_flush(0);
+        if (pst_batch.n > pst_batch.sent
+            && pst_batch.nsent < pst_pipeline)
+        {
+            pst_batch_send();
         }
 
         now = wk_now_ms();
@@ -1397,13 +1002,16 @@ main(int argc, char **argv)
 
     rc = 0;
 
-    if (pst_batch.n && pst_batch_flush(0) != 0) {
+    if (pst_inflight_end(0) != 0
+        || (pst_batch.n && pst_batch_flush(0) != 0))
+    {
         pst_batch_clear();
         rc = 1;
     }
 
     pst_log_stats(wk_now_ms() - last_stats);
 
+    rd_kafka_queue_destroy(pst_queue);
     rd_kafka_consumer_close(pst_rk);
     rd_kafka_destroy(pst_rk);
 

@@ -1,6 +1,7 @@
 /* chat_persist_record.c: validates a chat.messages record (PROTOCOL.md
  * section 5) and turns it into the values of a messages row; validates a
- * chat.receipts record. */
+ * chat.receipts record. The parsed records of a batch live in an arena of
+ * their own, released at once when the last of them is freed. */
 
 #include <ctype.h>
 #include <errno.h>
@@ -9,6 +10,186 @@
 #include <string.h>
 
 #include "chat_persist.h"
+
+
+#define PST_CHUNK_SIZE    (1024 * 1024)
+#define PST_CHUNKS_KEPT   16
+
+
+typedef struct pst_chunk_s  pst_chunk_t;
+
+struct pst_chunk_s {
+    pst_chunk_t  *next;
+    size_t        size;
+    size_t        used;
+    /* the memory follows, aligned */
+};
+
+
+struct pst_arena_s {
+    pst_chunk_t  *head;
+    pst_chunk_t  *cur;
+    size_t        nchunks;
+    size_t        rows;             /* rows using the arena */
+    pst_arena_t  *next;             /* in the free list */
+};
+
+
+#define PST_CHUNK_HDR     ((sizeof(pst_chunk_t) + 15) & ~(size_t) 15)
+
+
+static pst_arena_t  *pst_arena;         /* where new records go */
+static pst_arena_t  *pst_arenas_free;
+
+
+/* jansson's allocator: the current arena; memory is freed with the arena */
+static void *
+pst_arena_alloc(size_t size)
+{
+    char         *p;
+    size_t        csize;
+    pst_chunk_t  *c;
+
+    size = (size + 15) & ~(size_t) 15;
+
+    for (c = pst_arena->cur; c != NULL; c = c->next) {
+        if (c->used + size <= c->size) {
+            p = (char *) c + PST_CHUNK_HDR + c->used;
+            c->used += size;
+            pst_arena->cur = c;
+            return p;
+        }
+
+        if (c->next != NULL) {
+            c->next->used = 0;
+        }
+    }
+
+    csize = size > PST_CHUNK_SIZE ? size : PST_CHUNK_SIZE;
+
+    c = malloc(PST_CHUNK_HDR + csize);
+    if (c == NULL) {
+        return NULL;
+    }
+
+    c->size = csize;
+    c->used = size;
+
+    /* after the current chunk: those after it (all full) are skipped */
+    if (pst_arena->cur != NULL) {
+        c->next = pst_arena->cur->next;
+        pst_arena->cur->next = c;
+
+    } else {
+        c->next = pst_arena->head;
+        pst_arena->head = c;
+    }
+
+    pst_arena->cur = c;
+    pst_arena->nchunks++;
+
+    return (char *) c + PST_CHUNK_HDR;
+}
+
+
+static void
+pst_arena_nofree(void *p)
+{
+    (void) p;
+}
+
+
+static pst_arena_t *
+pst_arena_get(void)
+{
+    pst_arena_t  *a;
+
+    a = pst_arenas_free;
+
+    if (a != NULL) {
+        pst_arenas_free = a->next;
+
+    } else {
+        a = calloc(1, sizeof(pst_arena_t));
+        if (a == NULL) {
+            return NULL;
+        }
+    }
+
+    a->cur = a->head;
+
+    if (a->head != NULL) {
+        a->head->used = 0;
+    }
+
+    a->rows = 0;
+    a->next = NULL;
+
+    return a;
+}
+
+
+/* no row uses it any more: to the free list, most of its chunks kept */
+static void
+pst_arena_release(pst_arena_t *a)
+{
+    pst_chunk_t  *c, *next;
+
+    if (a->nchunks > PST_CHUNKS_KEPT && a->head != NULL) {
+        for (c = a->head->next; c != NULL; c = next) {
+            next = c->next;
+            free(c);
+        }
+
+        a->head->next = NULL;
+        a->nchunks = 1;
+    }
+
+    a->next = pst_arenas_free;
+    pst_arenas_free = a;
+}
+
+
+int
+pst_records_init(void)
+{
+    pst_arena = pst_arena_get();
+    if (pst_arena == NULL) {
+        return -1;
+    }
+
+    json_set_alloc_funcs(pst_arena_alloc, pst_arena_nofree);
+
+    return 0;
+}
+
+
+int
+pst_records_next(void)
+{
+    pst_arena_t  *a;
+
+    if (pst_arena->rows == 0) {
+        return 0;                   /* empty: it goes on */
+    }
+
+    a = pst_arena_get();
+    if (a == NULL) {
+        return -1;                  /* the same one goes on */
+    }
+
+    pst_arena = a;
+
+    return 0;
+}
+
+
+static void
+pst_row_start(pst_row_t *row)
+{
+    row->arena = pst_arena;
+    pst_arena->rows++;
+}
 
 
 /* RFC 3339: 2025-01-31T12:34:56[.fff]Z or with an offset +HH:MM */
@@ -86,6 +267,8 @@ pst_row_parse(pst_row_t *row, const rd_kafka_message_t *m)
     json_int_t    n;
     long long     id;
     json_error_t  jerr;
+
+    pst_row_start(row);
 
     root = json_loadb(m->payload, m->len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
@@ -166,10 +349,10 @@ pst_row_parse(pst_row_t *row, const rd_kafka_message_t *m)
     v = json_object_get(root, "metadata");
 
     if (v == NULL || json_is_null(v)) {
-        row->metadata = strdup("{}");
+        row->metadata = "{}";
 
     } else if (json_is_object(v)) {
-        row->metadata = json_dumps(v, JSON_COMPACT);
+        row->metadata = json_dumps(v, JSON_COMPACT);     /* in the arena */
 
     } else {
         return "\"metadata\" is not an object";
@@ -192,6 +375,8 @@ pst_receipt_parse(pst_row_t *row, const rd_kafka_message_t *m)
     json_error_t  jerr;
 
     row->receipt = 1;
+
+    pst_row_start(row);
 
     root = json_loadb(m->payload, m->len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
@@ -241,11 +426,31 @@ pst_receipt_parse(pst_row_t *row, const rd_kafka_message_t *m)
 }
 
 
+/* the JSON values are not freed one by one: their arena is, at once */
 void
 pst_row_free(pst_row_t *row)
 {
-    json_decref(row->root);
-    free(row->metadata);
+    pst_arena_t  *a;
+
+    a = row->arena;
+
     row->root = NULL;
     row->metadata = NULL;
+    row->arena = NULL;
+
+    if (a == NULL || --a->rows != 0) {
+        return;
+    }
+
+    if (a != pst_arena) {
+        pst_arena_release(a);
+        return;
+    }
+
+    /* the current arena, unused: filled again from its start */
+    a->cur = a->head;
+
+    if (a->head != NULL) {
+        a->head->used = 0;
+    }
 }
