@@ -137,10 +137,14 @@ for (1 .. 100) { last if -s $bs; sleep 0.1 }
 -s $bs or die "the Kafka broker did not start (see $dir/broker.log)\n";
 
 my $prefix = sprintf("bp%xm", int(rand(0xffffff)));
+# fetch.wait.max.ms: the in-memory test broker holds an empty fetch for
+# the whole wait (librdkafka's default 500 ms) even once records arrive,
+# where a real Kafka broker answers as soon as there is data
 my $persist = spawn("$dir/persist.log", "$o{bin}/chat-persist",
       "--bootstrap-file=$bs", "--database=$o{dsn}",
       "--group-id=bench-$prefix", '--stats-interval=0', '--log-level=warn',
-      '--kafka.auto.offset.reset=earliest', '--session-timeout=6000');
+      '--kafka.auto.offset.reset=earliest', '--session-timeout=6000',
+      '--kafka.fetch.wait.max.ms=50');
 
 # warm-up: the consumer group is joined once a first row arrives
 gen("$dir/warm.json", "w${prefix}", 0, 1);
