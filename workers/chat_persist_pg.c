@@ -862,6 +862,7 @@ static void
 pst_tx_result(pst_tx_t *tx, PGresult *res)
 {
     char            kind;
+    const char     *state;
     ExecStatusType  st;
 
     st = PQresultStatus(res);
@@ -872,6 +873,21 @@ pst_tx_result(pst_tx_t *tx, PGresult *res)
     }
 
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+        if (tx->rc == PST_OK && state && strcmp(state, "25P02") == 0) {
+            /*
+             * The transaction before this one in the pipeline failed: its
+             * COMMIT was skipped and this BEGIN found it still aborted. Not
+             * an error of this batch: its rows are written again with the
+             * others after the reconnect.
+             */
+            wk_info("a batch in flight given up after the previous one's "
+                    "error");
+            tx->rc = PST_ERR_OTHER;
+            return;
+        }
+
         if (tx->rc == PST_OK) {
             tx->rc = pst_pg_error(res, pst_tx_what(tx));
         }

@@ -192,7 +192,8 @@ check "a record PostgreSQL rejects is logged as skipped" \
 { kill -9 $WORKER; wait $WORKER; } 2> /dev/null
 gen k 20 1 1000 | produce
 : > "$D/persist.log.k"
-start_worker --batch-size 500
+# small batches one at a time: the kill below lands mid-stream
+start_worker --batch-size 50 --pipeline 1
 for i in $(seq 1 100); do
     n=$(sql "SELECT count(*) FROM messages WHERE conversation_id LIKE 'k%'")
     [ "$n" -gt 2000 ] && break

@@ -334,7 +334,8 @@ perl -e '
 
 stop_worker
 receipts < "$D/k.receipts"
-start_worker --batch-size 50
+# small batches one at a time: the kill below lands mid-stream
+start_worker --batch-size 5 --pipeline 1
 for i in $(seq 1 100); do
     n=$(sql "SELECT sum(last_read_seq) FROM conversation_members
              WHERE conversation_id LIKE 'k%'")
