@@ -63,11 +63,15 @@ typedef struct {
 
 /*
  * A reference-counted byte string shared by every session a published
- * message goes to: encoded once, written to many sockets.
+ * message goes to: encoded once, written to many sockets. A message's
+ * conversationId and seq are read from it once (conv points into data).
  */
 typedef struct {
     ngx_uint_t                 refs;
     size_t                     len;
+    uint64_t                   seq;            /* 0: none */
+    ngx_str_t                  conv;
+    unsigned                   parsed:1;
     u_char                     data[1];
 } ngx_chat_blob_t;
 

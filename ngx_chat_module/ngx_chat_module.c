@@ -292,6 +292,9 @@ ngx_chat_blob_create(size_t len)
 
     b->refs = 1;
     b->len = len;
+    b->seq = 0;
+    ngx_str_null(&b->conv);
+    b->parsed = 0;
 
     return b;
 }

@@ -49,18 +49,28 @@ ngx_chat_session_deliver_to(ngx_chat_session_t *s, ngx_chat_dest_e dest,
 
     esc = (s->version >= 11);
 
-    /* a message: what its delivery makes delivered */
+    /* a message: what its delivery makes delivered (read once a blob) */
+
+    delivered = 0;
+
+    if (dest == NGX_CHAT_DEST_MESSAGES && !body->parsed) {
+        body->parsed = 1;
+
+        if (ngx_chat_receipts_parse(body->data, body->len - 1, &body->conv,
+                                    &body->seq)
+            != NGX_OK
+            || body->conv.len > NGX_CHAT_PENDING_CONV)
+        {
+            body->seq = 0;
+        }
+    }
 
     seq = 0;
     ngx_str_null(&conv);
-    delivered = 0;
 
-    if (dest == NGX_CHAT_DEST_MESSAGES
-        && (ngx_chat_receipts_parse(body->data, body->len - 1, &conv, &seq)
-            != NGX_OK
-            || conv.len > NGX_CHAT_PENDING_CONV))
-    {
-        seq = 0;
+    if (dest == NGX_CHAT_DEST_MESSAGES) {
+        seq = body->seq;
+        conv = body->conv;
     }
 
     for (i = 0; i < s->nsubs && !s->closing; i++) {
