@@ -121,7 +121,7 @@ endif
 # PostgreSQL started for the run. T=t/020-api.t runs just that file,
 # PROVE_FLAGS=-v shows every check.
 test: deps browser-deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all bench-tool
 	@TEST_NGINX_MODULE=$${TEST_NGINX_MODULE:-$(abspath $(MODULE))} \
 	    CHAT_TOKEN_BIN=$(abspath $(BIN))/chat-token CHAT_BIN=$(abspath $(BIN)) \
 	    scripts/run-tests.sh $(T)
