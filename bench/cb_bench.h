@@ -13,6 +13,12 @@
 #define CB_SYS_CHAT      0
 #define CB_SYS_RABBIT    1
 #define CB_SYS_NCHAN     2
+#define CB_SYS_MOSQ      3          /* Mosquitto: MQTT over WebSocket */
+#define CB_SYS_SIO       4          /* Socket.IO with its Redis adapter */
+
+#define CB_PROTO_STOMP   0
+#define CB_PROTO_MQTT    1
+#define CB_PROTO_SIO     2          /* Socket.IO 5 over Engine.IO 4 */
 
 #define CB_SC_DENSITY    0
 #define CB_SC_DIRECT     1
@@ -32,6 +38,7 @@
 #define CB_SCRATCH       (256 * 1024)
 #define CB_PUB_RING      256
 #define CB_MAX_PIDS      16
+#define CB_MAX_STEPS     32         /* --sweep: offered rates at most */
 
 #define CB_PH_CONNECT    0
 #define CB_PH_PRIME      1          /* one message per conversation */
@@ -62,12 +69,15 @@ typedef struct {
     char        *in;           /* raw bytes not parsed yet */
     char        *out;          /* bytes not written yet */
     char        *st;           /* a STOMP frame split over messages */
-    int64_t     *ring;         /* publisher: send times of POSTs */
+    int64_t     *ring;         /* send times of POSTs (nchan publisher)
+                                  or of PUBLISHes (MQTT) */
 } cb_conn_t;
 
 
 typedef struct {
     int          system;
+    int          proto;        /* CB_PROTO_STOMP, CB_PROTO_MQTT */
+    int          qos;          /* MQTT: the subscriptions' QoS */
     int          scenario;
     const char  *label;
     const char  *host;
@@ -106,6 +116,9 @@ typedef struct {
     int          ctl_out;      /* a child: its figures to the parent */
     uint32_t     lo;           /* the users this process drives: lo..hi-1 */
     uint32_t     hi;
+    double       sweep[CB_MAX_STEPS];  /* --sweep: msg/s, one step each */
+    uint32_t     n_sweep;
+    double       limit_ms;     /* --sweep: a step passes below this p99 */
 } cb_conf_t;
 
 
@@ -125,6 +138,7 @@ typedef struct {
     uint64_t     errors;
     uint64_t     pub_errors;
     uint64_t     outstanding;
+    uint64_t     late;         /* not sent: the tool fell behind */
     int64_t      t_begin;
     int64_t      t_first_ready;
     int64_t      t_all_ready;
@@ -179,10 +193,25 @@ double cb_own_cpu(void);
 
 /* cb_stomp.c: the WebSocket and STOMP client side */
 void cb_ws_send(cb_conn_t *c, const char *payload, size_t len);
+void cb_ws_send_op(cb_conn_t *c, unsigned op, const char *payload,
+    size_t len);
+void cb_ready(cb_conn_t *c);
+int cb_in_window(int64_t t);
+void cb_delivery(cb_conn_t *c, const char *body, size_t len);
 void cb_send_handshake(cb_conn_t *c);
 size_t cb_consume(cb_conn_t *c, char *buf, size_t len);
 void cb_send_message(cb_conn_t *c);
 void cb_publish(uint32_t g);
+
+/* cb_mqtt.c: the MQTT 3.1.1 client side (--proto mqtt) */
+void cb_mqtt_connect(cb_conn_t *c);
+void cb_mqtt_bytes(cb_conn_t *c, const char *data, size_t len);
+void cb_mqtt_publish(cb_conn_t *c);
+void cb_mqtt_ping(cb_conn_t *c);
+
+/* cb_sio.c: the Socket.IO client side (--system socketio) */
+void cb_sio_packet(cb_conn_t *c, const char *p, size_t len);
+void cb_sio_send(cb_conn_t *c);
 
 /* cb_proc.c: memory and CPU of the systems under test, our own limits */
 void cb_sample(cb_sample_t *s);
@@ -201,5 +230,14 @@ void cb_options(int argc, char **argv);
 int cb_procs_run(void);
 void cb_child_connected(void);
 void cb_child_ctl(void);
+
+/* --sweep: one offered rate after the other over the same sessions;
+ * chat_bench.c runs a step, cb_sweep.c judges it and writes the JSON */
+void cb_step_begin(double rate, int64_t t0);
+void cb_step_marks(cb_sample_t *c0, cb_sample_t *c1, double *wall);
+int cb_sweep_single(void);
+int cb_sweep_step(uint32_t i, const cb_sample_t *c0, const cb_sample_t *c1,
+    double wall);
+void cb_sweep_report(void);
 
 #endif /* _CB_BENCH_H_INCLUDED_ */

@@ -14,10 +14,19 @@ cb_usage(int rc)
 {
     fprintf(rc ? stderr : stdout,
 "usage: chat_bench [options]\n"
-"  --system chat|rabbitmq|nchan   what is measured (chat)\n"
+"  --system chat|rabbitmq|nchan|mosquitto|socketio   what is measured\n"
+"                                 (chat; socketio: Socket.IO 5 over\n"
+"                                 Engine.IO 4, WebSocket transport)\n"
+"  --proto stomp|mqtt             the protocol over WebSocket (stomp;\n"
+"                                 mosquitto: mqtt, 3.1.1)\n"
+"  --qos 0|1                      MQTT: the subscriptions' QoS (1); a\n"
+"                                 SEND is a PUBLISH with QoS 1, its\n"
+"                                 PUBACK the receipt\n"
 "  --scenario density|direct|fanout|storm\n"
 "  --host A --port N              the server (127.0.0.1)\n"
-"  --ws-path P                    WebSocket path (/ws/chat; rabbitmq /ws)\n"
+"  --ws-path P                    WebSocket path (/ws/chat; rabbitmq /ws,\n"
+"                                 mosquitto /mqtt, socketio\n"
+"                                 /socket.io/?EIO=4&transport=websocket)\n"
 "  --api-path P                   REST prefix (/chat/api)\n"
 "  --sub-path P --pub-path P      nchan locations (/sub/ /pub/)\n"
 "  --secret S                     JWT HS256 secret (env CHAT_JWT_SECRET)\n"
@@ -44,7 +53,12 @@ cb_usage(int rc)
 "  --procs N                      load-generator processes, each over a\n"
 "                                 slice of the users, sharing --inflight,\n"
 "                                 --window and --publishers (1)\n"
-"  --label S --json FILE          the results' label and JSON file\n");
+"  --label S --json FILE          the results' label and JSON file\n"
+"  --sweep R1,R2,...              direct/fanout: offered rates (msg/s) one\n"
+"                                 after the other over the same sessions,\n"
+"                                 --warmup and --duration each; stops at\n"
+"                                 the first that fails (docs/BENCHMARKS.md)\n"
+"  --limit-ms MS                  --sweep: p99 a step must stay under (50)\n");
     exit(rc);
 }
 
@@ -53,6 +67,7 @@ void
 cb_options(int argc, char **argv)
 {
     int                  o, idx;
+    char                *p, *end;
     static char          prefix[32];
     static struct option  opts[] = {
         { "system", 1, NULL, 'S' },      { "scenario", 1, NULL, 's' },
@@ -71,10 +86,14 @@ cb_options(int argc, char **argv)
         { "max-time", 1, NULL, 'm' },    { "label", 1, NULL, 'l' },
         { "json", 1, NULL, 'j' },        { "procs", 1, NULL, 'N' },
         { "no-prime", 0, NULL, 'Q' },    { "help", 0, NULL, '?' },
+        { "sweep", 1, NULL, 'y' },       { "limit-ms", 1, NULL, 'L' },
+        { "proto", 1, NULL, 'Y' },       { "qos", 1, NULL, 'q' },
         { NULL, 0, NULL, 0 }
     };
 
     cf.system = CB_SYS_CHAT;
+    cf.proto = -1;
+    cf.qos = 1;
     cf.scenario = CB_SC_DIRECT;
     cf.host = "127.0.0.1";
     cf.port = 8080;
@@ -100,6 +119,7 @@ cb_options(int argc, char **argv)
     cf.prime = 1;
     cf.procs = 1;
     cf.child = -1;
+    cf.limit_ms = 50;
 
     snprintf(prefix, sizeof(prefix), "b%ld", (long) getpid());
     cf.prefix = prefix;
@@ -115,6 +135,12 @@ cb_options(int argc, char **argv)
                 cf.system = CB_SYS_RABBIT;
             } else if (strcmp(optarg, "nchan") == 0) {
                 cf.system = CB_SYS_NCHAN;
+            } else if (strncmp(optarg, "mosquitto", 4) == 0) {
+                cf.system = CB_SYS_MOSQ;
+            } else if (strcmp(optarg, "socketio") == 0
+                       || strcmp(optarg, "socket.io") == 0)
+            {
+                cf.system = CB_SYS_SIO;
             } else {
                 cb_usage(2);
             }
@@ -170,9 +196,41 @@ cb_options(int argc, char **argv)
         case 'T': cf.connect_timeout = strtod(optarg, NULL); break;
         case 'm': cf.max_time = atoi(optarg); break;
         case 'Q': cf.prime = 0; break;
+        case 'Y':
+            if (strcmp(optarg, "stomp") == 0) {
+                cf.proto = CB_PROTO_STOMP;
+            } else if (strcmp(optarg, "mqtt") == 0) {
+                cf.proto = CB_PROTO_MQTT;
+            } else {
+                cb_usage(2);
+            }
+            break;
+        case 'q':
+            cf.qos = atoi(optarg);
+            if (cf.qos < 0 || cf.qos > 1) {
+                cb_usage(2);
+            }
+            break;
         case 'l': cf.label = optarg; break;
         case 'j': cf.json = optarg; break;
         case 'N': cf.procs = (uint32_t) strtoul(optarg, NULL, 10); break;
+        case 'L': cf.limit_ms = strtod(optarg, NULL); break;
+        case 'y':
+            cf.n_sweep = 0;
+            for (p = optarg; *p; p = end + (*end == ',')) {
+                if (cf.n_sweep == CB_MAX_STEPS) {
+                    cb_die("--sweep: at most %d rates", CB_MAX_STEPS);
+                }
+                cf.sweep[cf.n_sweep] = strtod(p, &end);
+                if (end == p || (*end != ',' && *end != '\0')
+                    || cf.sweep[cf.n_sweep] <= 0)
+                {
+                    cb_die("--sweep: rates > 0, comma-separated: \"%s\"",
+                           optarg);
+                }
+                cf.n_sweep++;
+            }
+            break;
         case '?':
         default:
             cb_usage(o == '?' && optind > 0
@@ -180,8 +238,28 @@ cb_options(int argc, char **argv)
         }
     }
 
+    if (cf.proto == -1) {
+        cf.proto = cf.system == CB_SYS_MOSQ ? CB_PROTO_MQTT
+                   : cf.system == CB_SYS_SIO ? CB_PROTO_SIO : CB_PROTO_STOMP;
+    }
+
+    if (cf.system == CB_SYS_SIO && cf.proto != CB_PROTO_SIO) {
+        cb_die("--system socketio speaks Socket.IO only");
+    }
+
+    if (cf.proto == CB_PROTO_MQTT && cf.system != CB_SYS_MOSQ) {
+        cb_die("--proto mqtt: only with --system mosquitto");
+    }
+
+    if (cf.proto != CB_PROTO_MQTT && cf.system == CB_SYS_MOSQ) {
+        cb_die("--system mosquitto speaks MQTT only");
+    }
+
     if (cf.ws_path == NULL) {
-        cf.ws_path = cf.system == CB_SYS_RABBIT ? "/ws" : "/ws/chat";
+        cf.ws_path = cf.system == CB_SYS_RABBIT ? "/ws"
+                     : cf.system == CB_SYS_MOSQ ? "/mqtt"
+                     : cf.system == CB_SYS_SIO
+                     ? "/socket.io/?EIO=4&transport=websocket" : "/ws/chat";
     }
 
     if (cf.system == CB_SYS_CHAT && (cf.secret == NULL || *cf.secret == 0)) {
@@ -215,6 +293,16 @@ cb_options(int argc, char **argv)
 
     if (cf.procs == 0 || cf.procs > 64 || cf.procs > cf.clients) {
         cb_die("--procs: 1..64, at most one per client");
+    }
+
+    if (cf.n_sweep) {
+        if (cf.scenario != CB_SC_DIRECT && cf.scenario != CB_SC_FANOUT) {
+            cb_die("--sweep: direct or fanout");
+        }
+        if (cf.limit_ms <= 0) {
+            cb_die("--limit-ms: > 0");
+        }
+        cf.rate = cf.sweep[0];
     }
 
     if (cf.group > 1001) {

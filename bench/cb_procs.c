@@ -34,6 +34,7 @@ typedef struct {
 /* parent -> child: every child's sessions are up at t0 */
 typedef struct {
     int64_t      t0;
+    double       rate;          /* --sweep: this step's offered rate */
 } cb_go_t;
 
 
@@ -125,6 +126,37 @@ cb_child_ctl(void)
 }
 
 
+/* --sweep: the next step at the parent's go, until it closes our pipe */
+static void
+cb_child_steps(void)
+{
+    char     *p;
+    size_t    got;
+    ssize_t   n;
+    cb_go_t   go;
+
+    for ( ;; ) {
+        p = (char *) &go;
+        got = 0;
+
+        while (got < sizeof(go)) {
+            n = read(cf.ctl_in, p + got, sizeof(go) - got);
+            if (n == -1 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                return;
+            }
+            got += (size_t) n;
+        }
+
+        cb_step_begin(go.rate, go.t0);
+        cb_loop();
+        cb_child_send(CB_MSG_DONE);
+    }
+}
+
+
 static void
 cb_child_main(uint32_t k, int to_parent, int from_parent)
 {
@@ -149,6 +181,10 @@ cb_child_main(uint32_t k, int to_parent, int from_parent)
     cb_start();
     cb_loop();
     cb_child_send(CB_MSG_DONE);
+
+    if (cf.n_sweep) {
+        cb_child_steps();
+    }
 
     /* the sessions stay up while the parent measures: until it closes
      * our pipe */
@@ -403,6 +439,7 @@ cb_kids_go(int64_t t0)
     cb_go_t   go;
 
     go.t0 = t0;
+    go.rate = cf.rate;
 
     for (k = 0; k < n_kids; k++) {
         if (kids[k].state != CB_MSG_CONNECTED) {
@@ -413,6 +450,112 @@ cb_kids_go(int64_t t0)
             n = write(kids[k].to, &go, sizeof(go));
         } while (n == -1 && errno == EINTR);
     }
+}
+
+
+/* --sweep: the children that ran the last step run the next one from t0 */
+static void
+cb_kids_next(int64_t t0)
+{
+    ssize_t   n;
+    uint32_t  k;
+    cb_go_t   go;
+
+    go.t0 = t0;
+    go.rate = cf.rate;
+
+    for (k = 0; k < n_kids; k++) {
+        if (kids[k].state != CB_MSG_DONE) {
+            continue;
+        }
+
+        kids[k].state = CB_MSG_CONNECTED;
+
+        do {
+            n = write(kids[k].to, &go, sizeof(go));
+        } while (n == -1 && errno == EINTR);
+
+        if (n != (ssize_t) sizeof(go)) {
+            cb_kid_gone(&kids[k]);
+        }
+    }
+}
+
+
+/* --sweep over the children: the parent times each step as in one run,
+ * merges its figures, judges it and starts the next */
+static int
+cb_procs_sweep(int64_t t0)
+{
+    int           gone;
+    double        wall, cpu;
+    int64_t       t_c0, t_c1, t_measure, t_end, t_begin;
+    uint32_t      i, k;
+    cb_sample_t   c0, c1;
+
+    for (i = 0; i < cf.n_sweep; i++) {
+        if (i > 0) {
+            cf.rate = cf.sweep[i];
+            t0 = cb_now() + 20000000;
+            cb_kids_next(t0);
+        }
+
+        t_measure = t0 + (int64_t) (cf.warmup * 1e9);
+        t_end = t_measure + (int64_t) (cf.duration * 1e9);
+
+        cb_kids_wait(CB_MSG_DONE, t_measure);
+        cb_sample(&c0);
+        t_c0 = cb_now();
+
+        cb_kids_wait(CB_MSG_DONE, t_end);
+        cb_sample(&c1);
+        t_c1 = cb_now();
+
+        cb_kids_wait(CB_MSG_DONE, 0);
+
+        /* the step's figures: the children's, merged afresh */
+        t_begin = st.t_begin;
+        memset(&st, 0, sizeof(st));
+        st.t_begin = t_begin;
+        cpu = c1.cpu_self - c0.cpu_self;
+        gone = 0;
+
+        for (k = 0; k < n_kids; k++) {
+            if (!kids[k].have || kids[k].state != CB_MSG_DONE) {
+                gone = 1;
+                continue;
+            }
+
+            cb_merge(&kids[k].last.st);
+            cpu += kids[k].last.cpu_self;
+        }
+
+        c0.cpu_self = 0;
+        c1.cpu_self = cpu;
+        wall = (double) (t_c1 - t_c0) / 1e9;
+
+        if (!cb_sweep_step(i, &c0, &c1, wall) || gone || stop_flag) {
+            break;
+        }
+    }
+
+    for (k = 0; k < n_kids; k++) {
+        if (kids[k].to != -1) {
+            close(kids[k].to);
+            kids[k].to = -1;
+        }
+    }
+
+    phase = CB_PH_DONE;
+    cb_sweep_report();
+
+    for (k = 0; k < n_kids; k++) {
+        while (waitpid(kids[k].pid, NULL, 0) == -1 && errno == EINTR) {
+            /* void */
+        }
+    }
+
+    return st.ready == 0 ? 1 : 0;
 }
 
 
@@ -459,6 +602,10 @@ cb_procs_run(void)
             (double) (t0 - st.t_begin) / 1e9, n_kids);
 
     cb_kids_go(t0);
+
+    if (cf.n_sweep) {
+        return cb_procs_sweep(t0);
+    }
 
     if (cf.scenario == CB_SC_DIRECT || cf.scenario == CB_SC_FANOUT) {
         /* the same window as the children's (cb_after_connect) */

@@ -8,7 +8,8 @@
 #include <string.h>
 
 
-static const char *cb_system_names[] = { "ngx_chat", "rabbitmq", "nchan" };
+static const char *cb_system_names[] = { "ngx_chat", "rabbitmq", "nchan",
+                                         "mosquitto", "socketio" };
 static const char *cb_scenario_names[] = { "density", "direct", "fanout",
                                            "storm" };
 
@@ -110,7 +111,9 @@ cb_report(const cb_sample_t *s0, const cb_sample_t *s1, double wall,
                st.delivered_of_window);
         cb_hist_line("SEND->MESSAGE", &st.msg);
         cb_hist_line(cf.system == CB_SYS_NCHAN ? "POST->answer"
-                                               : "SEND->RECEIPT", &st.rcpt);
+                     : cf.proto == CB_PROTO_MQTT ? "PUBLISH->PUBACK"
+                     : cf.proto == CB_PROTO_SIO ? "emit->ack"
+                     : "SEND->RECEIPT", &st.rcpt);
     }
 
     printf("  %-22s server %.2f, aux %.2f, load generator %.2f "

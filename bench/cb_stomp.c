@@ -14,13 +14,21 @@
 void
 cb_ws_send(cb_conn_t *c, const char *payload, size_t len)
 {
+    cb_ws_send_op(c, 0x1, payload, len);
+}
+
+
+/* a masked client frame with opcode op (MQTT: 0x2, binary) */
+void
+cb_ws_send_op(cb_conn_t *c, unsigned op, const char *payload, size_t len)
+{
     char      *p;
     size_t     i, hl;
     uint32_t   m;
     uint8_t    mask[4];
 
     p = wscratch;
-    p[0] = (char) 0x81;
+    p[0] = (char) (0x80 | op);
 
     if (len < 126) {
         p[1] = (char) (0x80 | len);
@@ -95,7 +103,10 @@ cb_send_handshake(cb_conn_t *c)
                  "Sec-WebSocket-Version: 13\r\n%s\r\n",
                  path,
                  cf.system == CB_SYS_NCHAN
-                     ? "" : "Sec-WebSocket-Protocol: v12.stomp\r\n");
+                     || cf.proto == CB_PROTO_SIO
+                     ? "" : cf.proto == CB_PROTO_MQTT
+                     ? "Sec-WebSocket-Protocol: mqtt\r\n"
+                     : "Sec-WebSocket-Protocol: v12.stomp\r\n");
 
     c->state = CB_HANDSHAKE;
     cb_write(c, req, (size_t) n);
@@ -172,7 +183,7 @@ cb_send_subscribe(cb_conn_t *c)
 }
 
 
-static void
+void
 cb_ready(cb_conn_t *c)
 {
     int64_t  now;
@@ -191,7 +202,7 @@ cb_ready(cb_conn_t *c)
 
 /* --- what arrives --- */
 
-static int
+int
 cb_in_window(int64_t t)
 {
     return st.t_measure && t >= st.t_measure
@@ -200,7 +211,7 @@ cb_in_window(int64_t t)
 
 
 /* a message that carries "bt:<ns>:<sender>" */
-static void
+void
 cb_delivery(cb_conn_t *c, const char *body, size_t len)
 {
     char       *p, *end;
@@ -216,6 +227,13 @@ cb_delivery(cb_conn_t *c, const char *body, size_t len)
     }
 
     p = memmem(body, len, "bt:", 3);
+    if (p != NULL && cf.proto == CB_PROTO_MQTT) {
+        /* strtoll must stop inside the payload: no NUL follows it */
+        end = memchr(p, ' ', (size_t) (body + len - p));
+        if (end == NULL) {
+            return;
+        }
+    }
     if (p == NULL) {
         return;
     }
@@ -467,6 +485,10 @@ cb_ws_frames(cb_conn_t *c, char *buf, size_t len)
         case 0x2:
             if (cf.system == CB_SYS_NCHAN) {
                 cb_delivery(c, pl, (size_t) plen);
+            } else if (cf.proto == CB_PROTO_MQTT) {
+                cb_mqtt_bytes(c, pl, (size_t) plen);
+            } else if (cf.proto == CB_PROTO_SIO) {
+                cb_sio_packet(c, pl, (size_t) plen);
             } else {
                 cb_stomp_bytes(c, pl, (size_t) plen);
             }
@@ -576,6 +598,10 @@ cb_consume(cb_conn_t *c, char *buf, size_t len)
 
         if (cf.system == CB_SYS_NCHAN) {
             cb_ready(c);
+        } else if (cf.proto == CB_PROTO_MQTT) {
+            cb_mqtt_connect(c);
+        } else if (cf.proto == CB_PROTO_SIO) {
+            c->state = CB_STOMP;                /* Engine.IO's open next */
         } else {
             cb_send_connect(c);
         }
@@ -594,6 +620,16 @@ cb_send_message(cb_conn_t *c)
     char      body[4096], json[4400], f[4800];
     int64_t   t;
     uint32_t  g;
+
+    if (cf.proto == CB_PROTO_MQTT) {
+        cb_mqtt_publish(c);
+        return;
+    }
+
+    if (cf.proto == CB_PROTO_SIO) {
+        cb_sio_send(c);
+        return;
+    }
 
     t = cb_now();
     g = c->id / cf.group;

@@ -1,5 +1,6 @@
 /* chat_bench.c: a load generator for STOMP-over-WebSocket gateways
- * (ngx_chat, RabbitMQ Web-STOMP) and raw WebSocket pub/sub (nchan). */
+ * (ngx_chat, RabbitMQ Web-STOMP), MQTT over WebSocket (Mosquitto),
+ * Socket.IO and raw WebSocket pub/sub (nchan). */
 
 #include "cb_bench.h"
 #include "cb_setup.h"
@@ -213,6 +214,13 @@ cb_close(cb_conn_t *c)
     free(c->st);
     c->in = c->out = c->st = NULL;
     c->in_len = c->in_cap = c->out_len = c->out_off = c->st_len = 0;
+
+    /* a session's PUBLISH times (MQTT); a publisher's ring stays */
+    if (c->kind == CB_CLIENT) {
+        free(c->ring);
+        c->ring = NULL;
+        c->ring_head = 0;
+    }
 }
 
 
@@ -405,6 +413,10 @@ cb_send_due(int64_t now)
     uint32_t    g, member, u;
     cb_conn_t  *c;
 
+    if (now <= st.t_run) {
+        return;                         /* --sweep: the step starts at t0 */
+    }
+
     due = (uint64_t) ((double) (now - st.t_run) / 1e9 * cf.rate);
 
     if (due <= st.offered) {
@@ -416,6 +428,7 @@ cb_send_due(int64_t now)
         /* we fell behind: not made up (our share of it counted) */
         late = n - 5000;
         st.skipped += late / cf.procs;
+        st.late += late / cf.procs;
         st.offered += late;
         n = 5000;
     }
@@ -468,10 +481,15 @@ cb_heartbeats(int64_t now)
     for (i = cf.lo; i < cf.hi; i++) {
         c = &conns[i];
 
-        if (c->state == CB_READY && c->hb_ms
+        /* from CONNECTED on (hb_ms), subscribed or not yet */
+        if ((c->state == CB_READY || c->state == CB_SUBSCRIBING) && c->hb_ms
             && now - c->last_tx >= (int64_t) c->hb_ms * 1000000 - 500000000)
         {
-            cb_ws_send(c, "\n", 1);
+            if (cf.proto == CB_PROTO_MQTT) {
+                cb_mqtt_ping(c);
+            } else {
+                cb_ws_send(c, "\n", 1);
+            }
         }
     }
 }
@@ -615,6 +633,25 @@ cb_connected(int64_t now)
 }
 
 
+/*
+ * The connection phase is over and some sessions are not up: they failed
+ * (counted so), and they go, so that what is measured next (the density's
+ * memory per ready session, the run's load) does not carry handshakes
+ * still in flight.
+ */
+static void
+cb_close_unready(void)
+{
+    uint32_t  u;
+
+    for (u = cf.lo; u < cf.hi; u++) {
+        if (conns[u].state != CB_READY) {
+            cb_close(&conns[u]);
+        }
+    }
+}
+
+
 void
 cb_loop(void)
 {
@@ -623,12 +660,19 @@ cb_loop(void)
     uint32_t             next, pending, mine;
     struct epoll_event   evs[1024];
 
-    phase = CB_PH_CONNECT;
     next = cf.lo;
     mine = cf.hi - cf.lo;
     last_hb = st.t_begin;
-    deadline = st.t_begin + (int64_t) (cf.connect_timeout * 1e9);
     quiet_since = 0;
+
+    if (phase == CB_PH_RUN) {
+        /* --sweep: the next step over the sessions already up */
+        last_hb = cb_now();
+
+    } else {
+        phase = CB_PH_CONNECT;
+        deadline = st.t_begin + (int64_t) (cf.connect_timeout * 1e9);
+    }
 
     while (phase != CB_PH_DONE) {
         now = cb_now();
@@ -656,6 +700,7 @@ cb_loop(void)
             if (st.ready + st.failed >= mine || now > deadline) {
                 if (now > deadline) {
                     stop_reason = "connect-timeout";
+                    cb_close_unready();
                 }
 
                 st.t_all_ready = now;
@@ -763,6 +808,72 @@ cb_own_cpu(void)
 }
 
 
+/*
+ * --sweep: the step figures start again from zero, the sessions and their
+ * counts stay; the step runs at rate from t0 (its warm-up first)
+ */
+void
+cb_step_begin(double rate, int64_t t0)
+{
+    /* st.sent goes on: it numbers the clientMsgIds, and a repeated one
+     * is a retry to ngx_chat (answered, not delivered again) */
+    st.offered = 0;
+    st.skipped = 0;
+    st.late = 0;
+    st.errors = 0;
+    st.sent_window = 0;
+    st.receipts = 0;
+    st.deliveries_window = 0;
+    st.delivered_of_window = 0;
+    st.t_end = 0;
+    memset(&st.msg, 0, sizeof(cb_hist_t));
+    memset(&st.rcpt, 0, sizeof(cb_hist_t));
+
+    cf.rate = rate;
+    t_c1 = 0;
+    cb_after_connect(t0);
+}
+
+
+/* the CPU marks of the last step's measured window */
+void
+cb_step_marks(cb_sample_t *a, cb_sample_t *b, double *wall)
+{
+    *a = c0;
+    *b = c1;
+    *wall = t_c1 > t_c0 ? (double) (t_c1 - t_c0) / 1e9 : 0;
+}
+
+
+/* --sweep in one process: the first step ran, the others follow until
+ * one fails */
+int
+cb_sweep_single(void)
+{
+    double       wall;
+    uint32_t     i;
+    cb_sample_t  a, b;
+
+    for (i = 0; i < cf.n_sweep; i++) {
+        if (i > 0) {
+            cb_step_begin(cf.sweep[i], cb_now());
+            cb_loop();
+        }
+
+        cb_step_marks(&a, &b, &wall);
+
+        if (!cb_sweep_step(i, &a, &b, wall) || stop_flag) {
+            break;
+        }
+    }
+
+    cb_sweep_report();
+    cb_close_all();
+
+    return st.ready == 0 ? 1 : 0;
+}
+
+
 void
 cb_close_all(void)
 {
@@ -852,6 +963,10 @@ main(int argc, char **argv)
 
     st.t_begin = cb_now();
     cb_loop();
+
+    if (cf.n_sweep) {
+        return cb_sweep_single();
+    }
 
     if (cf.scenario == CB_SC_DENSITY) {
         /* let the kernel and the allocators settle */

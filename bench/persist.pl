@@ -3,15 +3,21 @@
 # Kafka into PostgreSQL and its lag, on a Kafka broker of its own.
 #
 # usage: perl bench/persist.pl --bin DIR --dir WORKDIR --dsn DSN
-#            --count N [--convs C] [--json FILE]
+#            --count N [--convs C] [--json FILE] [--workers W]
+#            [--persist-opt OPT]...
 #
-# 1. starts chat-kafka-broker and chat-persist (its own consumer group);
+# 1. starts chat-kafka-broker and chat-persist (its own consumer group;
+#    --workers W: W processes in that group, each with its partitions;
+#    --persist-opt adds an option to each);
 # 2. warms up: one message, waits until it is a row (the group is joined);
 # 3. produces N messages as fast as chat-kafka-produce can (keyed by
 #    conversation, C conversations) while chat-persist writes them;
 # 4. polls the row count every 50 ms until all N are in PostgreSQL.
 # rows/s = N / (last row - first produce); lag = last row - last produce
 # (how far behind the worker was when the input stopped).
+# CPU per row: the CPU time (user + system) chat-persist, its PostgreSQL
+# backend(s), the producer and the broker used over the measure, per row;
+# it moves much less than rows/s when the machine is shared.
 #
 # The count costs PostgreSQL little, on the same two cores as the worker:
 # one psql session for the whole run (not one process and connection per
@@ -28,9 +34,11 @@ use IPC::Open2;
 use POSIX qw(strftime :sys_wait_h);
 use Time::HiRes qw(time sleep);
 
-my %o = (convs => 100, json => '', timeout => 120);
+my %o = (convs => 100, json => '', timeout => 120, workers => 1,
+         'persist-opt' => []);
 GetOptions(\%o, 'bin=s', 'dir=s', 'dsn=s', 'count=i', 'convs=i', 'json=s',
-           'timeout=i') or die "bad options\n";
+           'timeout=i', 'workers=i', 'persist-opt=s@') or die "bad options\n";
+$o{workers} >= 1 or die "--workers must be at least 1\n";
 defined $o{$_} or die "--$_ is needed\n" for qw(bin dir dsn count);
 
 my @kill;
@@ -110,6 +118,30 @@ sub rows_new {
     return $n;
 }
 
+# CPU seconds (user + system, all threads) a process used so far; under
+# load the rates move with the machine, the CPU per row much less
+sub cpu_of {
+    my ($pid) = @_;
+    open(my $fh, '<', "/proc/$pid/stat") or return undef;
+    my $st = <$fh>;
+    close($fh);
+    $st =~ s/^.*\) // or return undef;
+    my @f = split / /, $st;
+    return ($f[11] + $f[12]) / POSIX::sysconf(POSIX::_SC_CLK_TCK());
+}
+
+# the PostgreSQL backends of chat-persist (its application_name)
+sub pg_cpu {
+    my $pids = sql("select coalesce(string_agg(pid::text, ','), '')"
+                   . " from pg_stat_activity"
+                   . " where application_name = 'chat-persist'");
+    my $t = 0;
+    for my $p (split /,/, $pids) {
+        $t += cpu_of($p) // 0;
+    }
+    return $t;
+}
+
 sub gen {
     my ($file, $prefix, $from, $to) = @_;
     open(my $fh, '>', $file) or die "$file: $!\n";
@@ -131,8 +163,9 @@ sub gen {
 }
 
 my $bs = "$dir/bootstrap";
-spawn("$dir/broker.log", "$o{bin}/chat-kafka-broker", "--bootstrap-file=$bs",
-      "--pid-file=$dir/broker.pid", '--log-level=warn');
+my $broker = spawn("$dir/broker.log", "$o{bin}/chat-kafka-broker",
+      "--bootstrap-file=$bs", "--pid-file=$dir/broker.pid",
+      '--log-level=warn');
 for (1 .. 100) { last if -s $bs; sleep 0.1 }
 -s $bs or die "the Kafka broker did not start (see $dir/broker.log)\n";
 
@@ -140,11 +173,43 @@ my $prefix = sprintf("bp%xm", int(rand(0xffffff)));
 # fetch.wait.max.ms: the in-memory test broker holds an empty fetch for
 # the whole wait (librdkafka's default 500 ms) even once records arrive,
 # where a real Kafka broker answers as soon as there is data
-my $persist = spawn("$dir/persist.log", "$o{bin}/chat-persist",
-      "--bootstrap-file=$bs", "--database=$o{dsn}",
-      "--group-id=bench-$prefix", '--stats-interval=0', '--log-level=warn',
-      '--kafka.auto.offset.reset=earliest', '--session-timeout=6000',
-      '--kafka.fetch.wait.max.ms=50');
+my @persist;
+for my $w (1 .. $o{workers}) {
+    push @persist, spawn("$dir/persist" . ($w > 1 ? $w : '') . ".log",
+          "$o{bin}/chat-persist",
+          "--bootstrap-file=$bs", "--database=$o{dsn}",
+          "--group-id=bench-$prefix", '--stats-interval=0',
+          '--log-level=' . ($o{workers} > 1 ? 'info' : 'warn'),
+          '--kafka.auto.offset.reset=earliest', '--session-timeout=6000',
+          '--kafka.fetch.wait.max.ms=50', @{$o{'persist-opt'}});
+}
+my $persist = $persist[0];
+
+# several workers: each has its partitions (the group's rebalances are
+# over) before the measure
+sub all_assigned {
+    for my $w (1 .. $o{workers}) {
+        my $log = "$dir/persist" . ($w > 1 ? $w : '') . ".log";
+        open(my $fh, '<', $log) or return 0;
+        my $last = '';
+        while (<$fh>) {
+            $last = $1 if /(assigned [1-9]\d* partition|revoked)/;
+        }
+        close($fh);
+        return 0 unless $last =~ /^assigned/;
+    }
+    return 1;
+}
+if ($o{workers} > 1) {
+    my $until = time + 30;
+    until (all_assigned()) {
+        die "chat-persist: not all $o{workers} workers have partitions"
+            . " after 30 s (see $dir/persist*.log)\n" if time > $until;
+        sleep 0.2;
+    }
+    sleep 1;
+    all_assigned() or die "chat-persist: the group is still rebalancing\n";
+}
 
 # warm-up: the consumer group is joined once a first row arrives
 gen("$dir/warm.json", "w${prefix}", 0, 1);
@@ -160,6 +225,14 @@ while (rows("w${prefix}") < 1) {
 
 gen("$dir/msgs.json", $prefix, 0, $o{count});
 
+sub workers_cpu {
+    my $t = 0;
+    $t += cpu_of($_) // 0 for @persist;
+    return $t;
+}
+my ($cpu_w0, $cpu_pg0, $cpu_b0) = (workers_cpu(), pg_cpu(),
+                                   cpu_of($broker) // 0);
+my @cpu_c0 = (POSIX::times())[3, 4];
 my $t0 = time;
 my $producer = fork() // die "fork: $!\n";
 if ($producer == 0) {
@@ -193,6 +266,14 @@ for (;;) {
     sleep 0.05;
 }
 
+my ($cpu_w, $cpu_pg) = (workers_cpu() - $cpu_w0,
+                        pg_cpu() - $cpu_pg0);
+my $cpu_b = (cpu_of($broker) // 0) - $cpu_b0;
+# the producer: the children reaped since (it alone)
+my @cpu_c = (POSIX::times())[3, 4];
+my $cpu_p = ($cpu_c[0] + $cpu_c[1] - $cpu_c0[0] - $cpu_c0[1])
+            / POSIX::sysconf(POSIX::_SC_CLK_TCK());
+
 # every row once: the exact count, after the measure
 my $exact = rows($prefix);
 warn "persist: $exact rows in PostgreSQL for $o{count} messages\n"
@@ -221,34 +302,44 @@ for my $i (0 .. $#samples) {
     }
 }
 
-printf "== persist: chat-persist, %d messages over %d conversations ==\n",
-       $o{count}, $o{convs};
+printf "== persist: chat-persist%s, %d messages over %d conversations ==\n",
+       $o{workers} > 1 ? " ($o{workers} workers)" : '', $o{count}, $o{convs};
 printf "  %-22s %.0f msg/s into Kafka (%s)\n", 'produced', $in_rate,
        $produced =~ /(delivered \d+ failed \d+)/ ? $1 : '?';
 printf "  %-22s %d of %d rows in %.2f s: %.0f rows/s (best 1 s: %.0f)%s\n",
        'persisted', $n, $o{count}, $secs, $rate, $best,
        $ok ? '' : ' TIMED OUT';
 printf "  %-22s %.2f s after the last message was produced\n", 'lag', $lag;
+printf "  %-22s chat-persist %.1f us, its PostgreSQL backend(s) %.1f us;"
+       . " producer %.1f us, broker %.1f us (load %s)\n", 'CPU per row',
+       $cpu_w * 1e6 / ($n || 1), $cpu_pg * 1e6 / ($n || 1),
+       $cpu_p * 1e6 / ($n || 1), $cpu_b * 1e6 / ($n || 1),
+       (split / /, `cat /proc/loadavg`)[0];
 
 if ($o{json}) {
     open(my $fh, '>', $o{json}) or die "$o{json}: $!\n";
-    printf $fh <<'EOF', $ok ? 'true' : 'false', $o{count}, $o{convs}, $n,
+    printf $fh <<'EOF', $ok ? 'true' : 'false', $o{count}, $o{convs},
 {
   "tool": "persist.pl",
   "system": "ngx_chat",
   "scenario": "persist",
   "label": "",
   "complete": %s,
-  "params": {"count": %d, "convs": %d},
+  "params": {"count": %d, "convs": %d, "workers": %d},
   "sessions": {"ready": %d},
   "throughput": {"measured_s": %.3f, "msg_per_s": %.1f,
                  "best_1s_per_s": %.1f, "produced_per_s": %.1f,
                  "deliveries_per_s": 0},
   "lag_s": %.3f,
+  "cpu_us_per_row": {"worker": %.1f, "postgres": %.1f, "producer": %.1f,
+                     "broker": %.1f},
   "latency_ms": {}
 }
 EOF
-        $secs, $rate, $best, $in_rate, $lag;
+        $o{workers}, $n, $secs, $rate, $best, $in_rate, $lag,
+        $cpu_w * 1e6 / ($n || 1),
+        $cpu_pg * 1e6 / ($n || 1), $cpu_p * 1e6 / ($n || 1),
+        $cpu_b * 1e6 / ($n || 1);
     close($fh) or die "$o{json}: $!\n";
 }
 

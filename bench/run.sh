@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # run.sh: make bench: starts the systems under test on loopback, runs
-# chat_bench's scenarios against ngx_chat, RabbitMQ Web-STOMP and nchan,
+# chat_bench's scenarios against ngx_chat, RabbitMQ Web-STOMP, nchan and
+# Mosquitto (MQTT over WebSocket), Socket.IO with its Redis adapter,
 # measures the persistence worker, prints the table and the ratios.
 #
 # usage: bench/run.sh            (make bench; BENCH=long for the long run)
 # environment:
-#   BENCH=short|long             the size of the run (short: < 5 minutes)
-#   BENCH_SYSTEMS="chat rabbitmq nchan"   which systems
-#   BENCH_SCENARIOS="density direct fanout storm persist"
+#   BENCH=short|long             the size of the run (short: < 10 minutes)
+#   BENCH_SYSTEMS="chat rabbitmq nchan mosquitto socketio"   which systems
+#                                (chat-cluster: ngx_chat on 3 shards too)
+#   BENCH_SCENARIOS="density direct fanout storm persist nodeloss capacity floor"
+#                                capacity: the sweeps of offered rates;
+#                                floor: bench/floor, the machine's limit
 #   BENCH_OUT=DIR                where results go (build/bench/<time>)
+#   BENCH_PERSIST_WORKERS=N      chat-persist processes in the persist
+#                                scenario's consumer group (default 1)
+#   BENCH_PROFILE="direct"       perf and Redis profiles of those scenarios'
+#                                measured windows in OUT/profile (profile_bg)
 #   CHAT_MODULE, CHAT_BENCH_BIN, CHAT_BIN   what make built
 
 set -uo pipefail
@@ -18,13 +26,14 @@ set -uo pipefail
 cd "$CHAT_ROOT" || exit 1
 
 BENCH=${BENCH:-short}
-SYSTEMS=${BENCH_SYSTEMS:-chat rabbitmq nchan}
-SCENARIOS=${BENCH_SCENARIOS:-density direct fanout storm persist}
+SYSTEMS=${BENCH_SYSTEMS:-chat rabbitmq nchan mosquitto socketio}
+SCENARIOS=${BENCH_SCENARIOS:-density direct fanout storm persist nodeloss capacity floor}
 MODULE=${CHAT_MODULE:-$CHAT_ROOT/build/nginx/objs/ngx_chat_module.so}
 TOOL=${CHAT_BENCH_BIN:-$CHAT_ROOT/build/bin/chat_bench}
 NGINX=${BENCH_NGINX:-/usr/sbin/nginx}
 NCHAN_SO=${BENCH_NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 RABBIT_BIN=${BENCH_RABBIT_BIN:-/usr/lib/rabbitmq/bin}
+MOSQ_BIN=${BENCH_MOSQUITTO_BIN:-/usr/sbin/mosquitto}
 OUT=${BENCH_OUT:-$CHAT_ROOT/build/bench/$(date +%Y%m%d-%H%M%S)}
 # without CAP_SYS_RESOURCE no process gets more descriptors than this
 NOFILE=$(ulimit -Hn)
@@ -39,15 +48,19 @@ short)
     FANOUT_N=1000;    FANOUT_DLV=300000
     STORM_N=5000
     PERSIST_N=100000
+    NODELOSS_N=5000
     CONNECT_TIMEOUT=15
+    SETTLE_MAX=15
     ;;
 long)
-    DENSITY_N=100000; DENSITY_HOLD=10
+    DENSITY_N=200000; DENSITY_HOLD=10
     DIRECT_N=20000;   DIRECT_RATE=10000; DUR=30
     FANOUT_N=10000;   FANOUT_DLV=300000
     STORM_N=20000
     PERSIST_N=500000
+    NODELOSS_N=15000
     CONNECT_TIMEOUT=300
+    SETTLE_MAX=120
     ;;
 *)
     chat_die "BENCH=$BENCH: short or long"
@@ -56,7 +69,43 @@ esac
 
 # any of the sizes above can be overridden: BENCH_DIRECT_RATE=5000 ...
 for v in DENSITY_N DENSITY_HOLD DIRECT_N DIRECT_RATE DUR FANOUT_N FANOUT_DLV \
-         STORM_N PERSIST_N CONNECT_TIMEOUT; do
+         STORM_N PERSIST_N CONNECT_TIMEOUT NODELOSS_N SETTLE_MAX; do
+    o=BENCH_$v
+    [ -n "${!o:-}" ] && printf -v "$v" %s "${!o}"
+done
+
+# --- capacity sweeps (issue 18): rates offered one after the other over
+# the same sessions, SWEEP_STEP seconds each (after SWEEP_WARMUP); a
+# system's sweep stops at the first rate it does not carry (chat_bench
+# --sweep, docs/BENCHMARKS.md "Capacity"). Direct in msg/s, fan-out in
+# deliveries/s (msg/s times the group).
+case $BENCH in
+short)
+    SWEEP_STEP=3;  SWEEP_WARMUP=1
+    SWEEP_DIRECT="1000 2000 5000 10000 20000 40000"
+    SWEEP_FANOUT="50000 100000 300000 600000 1000000 2000000"
+    SWEEP_GROUPS="100 1000"
+    ;;
+long)
+    SWEEP_STEP=10; SWEEP_WARMUP=2
+    SWEEP_DIRECT="1000 2000 5000 10000 15000 20000 30000 40000 60000"
+    SWEEP_FANOUT="50000 100000 200000 300000 400000 600000 800000 1000000 1500000 2000000"
+    SWEEP_GROUPS="10 100 1000"
+    ;;
+esac
+# load-generator processes for a sweep at least (more when the sessions
+# need them): the receiving side of 2,000,000 deliveries/s is more than
+# one process parses
+SWEEP_PROCS=2
+# the floor's frame: the bytes of a fan-out MESSAGE frame of ngx_chat
+# (WebSocket header, STOMP headers, the JSON body with 64 content bytes)
+FLOOR_FRAME=420
+# the floor runs twice: one frame per write() (the floor as defined), and
+# FLOOR_BATCH frames per write() to a socket (a server that coalesces the
+# frames queued for a socket, as ngx_chat's writev does under load)
+FLOOR_BATCH=8
+for v in SWEEP_STEP SWEEP_WARMUP SWEEP_DIRECT SWEEP_FANOUT SWEEP_GROUPS \
+         SWEEP_PROCS FLOOR_FRAME FLOOR_BATCH; do
     o=BENCH_$v
     [ -n "${!o:-}" ] && printf -v "$v" %s "${!o}"
 done
@@ -81,8 +130,20 @@ workers_for() {
 
     w=$(( ($1 * 5 / 4 + per - 1) / per ))
     [ "$w" -lt "$(nproc)" ] && w=$(nproc)
+    # one node runs at most 32 workers (the worker's 5 bits in message
+    # ids): with the open-file limit that bounds the sessions of one node
+    # (32 x 19,800 = 633,600 here); reuseport's spread over 32 workers is
+    # even enough for 600,000 (the margin above is for few workers)
+    if [ "$w" -gt "$WORKERS_MAX" ]; then
+        w=$WORKERS_MAX
+        [ "$1" -gt $((w * per)) ] \
+            && note "$1 sessions: more than one node holds" \
+                    "($w workers x $per connections)" >&2
+    fi
     echo "$w"
 }
+
+WORKERS_MAX=32
 
 # sources_for N: source addresses 127.0.0.2.. for N sessions; each one has
 # its own ephemeral port range towards the server (ip_local_port_range)
@@ -98,6 +159,27 @@ sources_for() {
     echo "$s"
 }
 
+# max_time_for: chat_bench stops itself after 600 s unless told: a longer
+# --connect-timeout (a million sessions) gets a --max-time beyond it
+max_time_for() {
+    local t=$((CONNECT_TIMEOUT + 110))
+
+    [ "$t" -gt 600 ] && echo "--max-time $t"
+}
+
+# pg_pool_for WORKERS: a chat_postgres_pool line when WORKERS workers with
+# the default 4 connections each would pass the test PostgreSQL's
+# max_connections (200, scripts/lib.sh): the density runs of 500,000
+# sessions and more have 30 workers and more
+pg_pool_for() {
+    local n
+
+    [ "$(( $1 * 4 ))" -le 120 ] && return
+    n=$(( 120 / $1 ))
+    [ "$n" -lt 1 ] && n=1
+    echo "    chat_postgres_pool $n;"
+}
+
 [ -x "$TOOL" ] || chat_die "$TOOL is missing: make bench builds it"
 
 rm -rf "$OUT/results" "$OUT/notes" "$OUT/table.txt"
@@ -111,6 +193,7 @@ PIDS_TO_STOP=""
 NGINX_ROOTS=""
 RABBIT_PID=""
 RABBIT_BEAM=""
+RABBIT_PORT=""
 STORES=""
 
 cleanup() {
@@ -137,6 +220,9 @@ cleanup() {
         >/dev/null 2>&1
 
     chat_kafka_stop "$OUT/persist-kafka" >/dev/null 2>&1
+
+    [ -n "${CLUSTER_DIR:-}" ] && scripts/test-servers.sh cluster-stop \
+        "$CLUSTER_DIR" >/dev/null 2>&1
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -158,6 +244,7 @@ want() {
 # nginx workers; RabbitMQ sets SERVER_ARGS once
 SERVER_UP=""
 SERVER_DOWN=""
+SERVER_SETTLE=""
 SERVER_WORKERS=""
 SERVER_ARGS=()
 
@@ -203,9 +290,11 @@ bench() {
     procs=$(procs_for "$n")
     chat_log "$name: $n sessions, $procs load-generator process(es)" \
              "${SERVER_WORKERS:+($SERVER_WORKERS nginx workers)}"
+    profile_bg "$name" "$sc"
 
     timeout $((CONNECT_TIMEOUT + 120)) "$TOOL" --system "$sys" \
         --scenario "$sc" --connect-timeout "$CONNECT_TIMEOUT" \
+        $(max_time_for) \
         --clients "$n" --procs "$procs" --sources "$(sources_for "$n")" \
         ${label:+--label "$label"} --json "$RESULTS/$name.json" \
         "${SERVER_ARGS[@]}" "$@" \
@@ -217,6 +306,100 @@ bench() {
     # before it stops): a second per 10,000 sessions, 2 s at least
     pause=${BENCH_PAUSE:-$(( n / 10000 > 2 ? n / 10000 : 2 ))}
     sleep "$pause"
+    [ -n "$SERVER_SETTLE" ] && $SERVER_SETTLE "$name"
+}
+
+# cpu_demand PID: milliseconds PID's threads ran or waited to run so far
+# (schedstat: on a shared machine a starved process uses little CPU while
+# it still has work)
+cpu_demand() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null \
+        | awk '{ns += $1 + $2} END {printf "%d\n", ns / 1000000}'
+}
+
+# settle_pid PID NAME MAX PORT: waits (at most MAX s) until PID holds no
+# connection on PORT and has run or waited to run less than a tenth of a
+# second per second for two seconds in a row, so that one scenario's
+# teardown does not run into the next one's setup (RabbitMQ still accepts
+# the sessions the load generator gave up on from its backlog, and
+# deletes each closed session's queues after its TCP connection is gone)
+settle_pid() {
+    local pid=$1 name=$2 max=$3 port=$4 t0 t1 quiet=0 waited=0 conns
+
+    while [ "$waited" -lt "$max" ] && chat_alive "$pid"; do
+        t0=$(cpu_demand "$pid")
+        sleep 1
+        waited=$((waited + 1))
+        t1=$(cpu_demand "$pid")
+        conns=$(ss -Htn state established "( sport = :$port )" 2>/dev/null \
+                | wc -l)
+        if [ "$conns" -eq 0 ] && [ $((t1 - t0)) -lt 100 ]; then
+            quiet=$((quiet + 1))
+            [ "$quiet" -ge 2 ] && break
+        else
+            quiet=0
+        fi
+    done
+    chat_log "$name: the server settled after ${waited} s" \
+             "($conns connections left)"
+}
+
+# profile_bg NAME SCENARIO: with BENCH_PROFILE="direct ..." (scenarios),
+# a profile of the measured window in the background: once chat_bench says
+# its sessions are ready, 1.5 s (the warm-up) later, `perf record -a -g`
+# for 3 s and Redis's INFO commandstats of the same 3 s, into
+# OUT/profile/NAME.*; the summary by process and library in NAME.txt
+profile_bg() {
+    local name=$1 sc=$2 dir=$OUT/profile start port
+
+    want "$sc" "${BENCH_PROFILE:-}" || return 0
+
+    if ! command -v perf >/dev/null; then
+        note "$name: no profile, perf is missing (apt-get install linux-perf)"
+        return 0
+    fi
+
+    mkdir -p "$dir"
+    start=$(wc -l < "$LOG")
+    port=${TEST_NGINX_REDIS_PORT:-}
+
+    (
+        for _ in $(seq 1 $(( (CONNECT_TIMEOUT + 60) * 5 ))); do
+            tail -n +"$((start + 1))" "$LOG" | grep -q "sessions ready" \
+                && break
+            sleep 0.2
+        done
+        sleep 1.5
+        [ -n "$port" ] && redis-cli -p "$port" CONFIG RESETSTAT >/dev/null
+        perf record -a -g -o "$dir/$name.perf.data" -- sleep 3 \
+            >"$dir/$name.perf.log" 2>&1 &
+        sleep 3
+        [ -n "$port" ] && redis-cli -p "$port" INFO commandstats \
+            > "$dir/$name.redis.txt"
+        wait
+        {
+            echo "# perf record -a -g, 3 s of the measured window"
+            echo "# by process:"
+            perf report -i "$dir/$name.perf.data" --no-children \
+                --sort comm -g none --stdio 2>/dev/null | grep -v '^#' \
+                | grep -v '^$' | head -20
+            echo "# by process and library:"
+            perf report -i "$dir/$name.perf.data" --no-children \
+                --sort comm,dso -g none --stdio 2>/dev/null | grep -v '^#' \
+                | grep -v '^$' | head -30
+            echo "# Redis commands per SEND (INCR of the seq) in the window:"
+            awk -F'[:,=]' '/^cmdstat_/ { c[substr($1, 9)] = $3 }
+                END { n = c["incr"]; if (n == 0) exit
+                      for (k in c) { t += c[k]
+                          printf "    %-18s %6.2f\n", k, c[k] / n }
+                      printf "    %-18s %6.2f (%d SENDs)\n", "all", t / n, n
+                }' "$dir/$name.redis.txt" 2>/dev/null | sort -k2 -rn
+            echo "# by symbol:"
+            perf report -i "$dir/$name.perf.data" --no-children \
+                --sort comm,sym -g none --stdio 2>/dev/null | grep -v '^#' \
+                | grep -v '^$' | head -60
+        } > "$dir/$name.txt"
+    ) &
 }
 
 # scenarios SYSTEM ARGS...: every scenario the system takes part in
@@ -231,7 +414,14 @@ scenarios() {
 
     if want direct "$SCENARIOS" && [ "$sys" != nchan ]; then
         bench "$sys" direct "" "$DIRECT_N" "$@" \
-            --rate "$DIRECT_RATE" --duration "$DUR" --warmup 1
+            --rate "$DIRECT_RATE" --duration "$DUR" --warmup 1 --window 2000
+    fi
+
+    # the storm before the fan-outs: a broker that collapsed under the
+    # group of 1000 (RabbitMQ) would still be deleting its queues
+    if want storm "$SCENARIOS" && [ "$sys" != nchan ]; then
+        bench "$sys" storm "" "$STORM_N" "$@" --inflight 2000 \
+            --heartbeat 0
     fi
 
     if want fanout "$SCENARIOS"; then
@@ -242,10 +432,103 @@ scenarios() {
         done
     fi
 
-    if want storm "$SCENARIOS" && [ "$sys" != nchan ]; then
-        bench "$sys" storm "" "$STORM_N" "$@" --inflight 2000 \
-            --heartbeat 0
+    want capacity "$SCENARIOS" && sweeps "$sys" "$@"
+}
+
+
+# --- capacity: sweeps of offered rates, and the floor ---
+
+# sweep_bench SYSTEM SCENARIO LABEL N RATES ARGS...: one chat_bench
+# --sweep over RATES (msg/s, space-separated), its JSON in
+# results/SYSTEM-SCENARIO-LABEL.json
+sweep_bench() {
+    local sys=$1 sc=$2 label=$3 n=$4 rates=$5 name procs steps
+    shift 5
+
+    name=$sys-$sc-$label
+
+    if ! server_up "$n"; then
+        note "$name: the server did not start, not run"
+        return
     fi
+
+    procs=$(procs_for "$n")
+    [ "$procs" -lt "$SWEEP_PROCS" ] && procs=$SWEEP_PROCS
+    steps=$(echo $rates | wc -w)
+    chat_log "$name: $n sessions, $procs load-generator process(es)," \
+             "rates $rates msg/s"
+
+    timeout $((CONNECT_TIMEOUT + 60 + steps * (SWEEP_STEP + SWEEP_WARMUP + 8))) \
+        "$TOOL" --system "$sys" --scenario "$sc" \
+        --connect-timeout "$CONNECT_TIMEOUT" --clients "$n" \
+        --procs "$procs" --sources "$(sources_for "$n")" --label "$label" \
+        --json "$RESULTS/$name.json" "${SERVER_ARGS[@]}" "$@" \
+        --sweep "$(echo $rates | tr ' ' ,)" --duration "$SWEEP_STEP" \
+        --warmup "$SWEEP_WARMUP" \
+        2>>"$LOG" | tee -a "$OUT/table.txt"
+
+    [ -s "$RESULTS/$name.json" ] || note "$name: no result (see $LOG)"
+
+    sleep "${BENCH_PAUSE:-$(( n / 10000 > 2 ? n / 10000 : 2 ))}"
+}
+
+# sweep_window RATE: unanswered sends allowed: 100 ms of the highest rate
+# (a step whose receipts take longer fails on its p99 anyway), 2000 at least
+sweep_window() {
+    local w=$(( ${1%.*} / 10 ))
+
+    [ "$w" -lt 2000 ] && w=2000
+    echo "$w"
+}
+
+# sweeps SYSTEM ARGS...: the capacity of direct and of fan-out per group
+sweeps() {
+    local sys=$1 g r rates top
+    shift
+
+    if [ "$sys" != nchan ]; then
+        top=$(echo $SWEEP_DIRECT | tr ' ' '\n' | sort -n | tail -1)
+        sweep_bench "$sys" direct sweep "$DIRECT_N" "$SWEEP_DIRECT" "$@" \
+            --window "$(sweep_window "$top")"
+    fi
+
+    for g in $SWEEP_GROUPS; do
+        rates=""
+        for r in $SWEEP_FANOUT; do
+            rates="$rates $((r / g))"
+        done
+        top=$(echo $rates | tr ' ' '\n' | sort -n | tail -1)
+        sweep_bench "$sys" fanout "g$g-sweep" "$FANOUT_N" "$rates" "$@" \
+            --group "$g" --window "$(sweep_window "$top")"
+    done
+}
+
+# run_floor: bench/floor, the same deliveries with no protocol, for every
+# group of the fan-out runs and sweeps (no system under test is running)
+run_floor() {
+    local floor g b name
+
+    floor=$(dirname "$TOOL")/floor
+    if [ ! -x "$floor" ]; then
+        note "floor: $floor missing (make bench builds it), not run"
+        return
+    fi
+
+    for g in $(echo 10 100 1000 $SWEEP_GROUPS | tr ' ' '\n' | sort -nu); do
+        for b in $(echo 1 $FLOOR_BATCH | tr ' ' '\n' | sort -nu); do
+            name=floor-g$g-b$b
+            chat_log "$name: $FANOUT_N sockets, $FLOOR_FRAME-byte frames," \
+                     "$b per write"
+            timeout $((CONNECT_TIMEOUT + 60 + SWEEP_STEP)) "$floor" \
+                --clients "$FANOUT_N" --group "$g" --frame "$FLOOR_FRAME" \
+                --batch "$b" --duration "$SWEEP_STEP" --warmup 1 \
+                --sources "$(sources_for "$FANOUT_N")" --label "g$g" \
+                --json "$RESULTS/$name.json" \
+                2>>"$LOG" | tee -a "$OUT/table.txt"
+            [ -s "$RESULTS/$name.json" ] \
+                || note "$name: no result (see $LOG)"
+        done
+    done
 }
 
 
@@ -322,6 +605,7 @@ chat_up() {
         nginx_common "load_module $MODULE;" "$1"
         echo "http {"
         nginx_http_common
+        pg_pool_for "$1"
         cat "$root/conf/http.inc"
         echo "}"
     } > "$root/conf/nginx.conf"
@@ -408,10 +692,126 @@ run_nchan() {
 }
 
 
+# pick_port VAR: a free port into VAR, none this run picked before
+PICKED_PORTS=""
+pick_port() {
+    local p
+
+    for _ in $(seq 1 20); do
+        p=$(chat_free_port)
+        case " $PICKED_PORTS " in *" $p "*) continue ;; esac
+        break
+    done
+    PICKED_PORTS="$PICKED_PORTS $p"
+    printf -v "$1" %s "$p"
+}
+
+
+# --- Mosquitto: MQTT 3.1.1 over WebSocket, one process ---
+
+MOSQ_PID=""
+MOSQ_PORT=""
+
+run_mosquitto() {
+    local dir=$OUT/mosquitto port mqtt user=""
+
+    if [ ! -x "$MOSQ_BIN" ]; then
+        note "mosquitto: $MOSQ_BIN missing (apt-get install mosquitto)," \
+             "not run"
+        return
+    fi
+
+    pick_port port; pick_port mqtt
+    MOSQ_PORT=$port
+    mkdir -p "$dir"
+    # as root it would switch to the mosquitto user (and lose its log)
+    [ "$(id -u)" = 0 ] && user="user root"
+    sed -e "s|@PORT@|$port|" -e "s|@DIR@|$dir|" -e "s|@USER@|$user|" \
+        -e "s|@MQTT_PORT@|$mqtt|" \
+        bench/conf/mosquitto.conf.in > "$dir/mosquitto.conf"
+
+    # the open-file limit as high as the hard limit allows
+    (
+        ulimit -n "$NOFILE" 2>/dev/null
+        exec "$MOSQ_BIN" -c "$dir/mosquitto.conf"
+    ) > "$dir/server.log" 2>&1 &
+    MOSQ_PID=$!
+    PIDS_TO_STOP="$PIDS_TO_STOP $MOSQ_PID"
+
+    if ! chat_wait_port "$port" 10; then
+        tail -20 "$dir/server.log" "$dir/mosquitto.log" >&2
+        note "mosquitto: did not come up on $port, not run"
+        return
+    fi
+
+    note "mosquitto: one thread, one core at most (MQTT 3.1.1 over" \
+         "WebSocket, QoS 1; RECEIPT = PUBACK)"
+    SERVER_ARGS=(--port "$port" --rss-pid "$MOSQ_PID")
+    SERVER_SETTLE=mosq_settle
+    scenarios mosquitto
+    SERVER_SETTLE=""
+    SERVER_ARGS=()
+
+    kill -TERM "$MOSQ_PID" 2>/dev/null
+    for _ in $(seq 1 50); do chat_alive "$MOSQ_PID" || break; sleep 0.1; done
+    kill -KILL "$MOSQ_PID" 2>/dev/null
+    MOSQ_PID=""
+}
+
+mosq_settle() {
+    settle_pid "$MOSQ_PID" "$1" "$SETTLE_MAX" "$MOSQ_PORT"
+}
+
+
+# --- Socket.IO with its Redis adapter: node's cluster, a worker per core ---
+
+SIO_DIR=$CHAT_ROOT/bench/socketio
+
+run_socketio() {
+    local dir=$OUT/socketio port pid redis_pid
+
+    if ! command -v node >/dev/null \
+       || [ ! -d "$SIO_DIR/node_modules/socket.io" ]; then
+        note "socketio: node or $SIO_DIR/node_modules missing" \
+             "(make bench-deps runs npm ci there), not run"
+        return
+    fi
+
+    pick_port port
+    mkdir -p "$dir"
+    (
+        ulimit -n "$NOFILE" 2>/dev/null
+        cd "$SIO_DIR" && exec node server.mjs "$port" "$TEST_NGINX_REDIS_PORT"
+    ) > "$dir/server.log" 2>&1 &
+    pid=$!
+    PIDS_TO_STOP="$PIDS_TO_STOP $pid"
+
+    if ! chat_wait_port "$port" 30; then
+        tail -20 "$dir/server.log" >&2
+        note "socketio: did not come up on $port, not run"
+        return
+    fi
+    # every worker listens before the first connection
+    sleep 2
+
+    redis_pid=$(cat "$STORES/redis/redis.pid" 2>/dev/null)
+    note "socketio: Socket.IO 4.8 with the Redis adapter, $(nproc) node" \
+         "workers (cluster), WebSocket transport; RECEIPT = the emit's ack"
+    SERVER_ARGS=(--port "$port" --rss-master "$pid"
+                 ${redis_pid:+--cpu-pid "$redis_pid"})
+    scenarios socketio
+    SERVER_ARGS=()
+
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 1 50); do chat_alive "$pid" || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+}
+
+
 # --- RabbitMQ Web-STOMP: a private node ---
 
 run_rabbitmq() {
-    local dir=$OUT/rabbitmq port amqp stomp dist beam
+    local dir=$OUT/rabbitmq port amqp stomp dist beam probe
 
     if [ ! -x "$RABBIT_BIN/rabbitmq-server" ]; then
         note "rabbitmq: $RABBIT_BIN/rabbitmq-server missing" \
@@ -419,13 +819,17 @@ run_rabbitmq() {
         return
     fi
 
-    port=$(chat_free_port); amqp=$(chat_free_port)
-    stomp=$(chat_free_port); dist=$(chat_free_port)
-    EPMD_PORT=$(chat_free_port)
+    # five ports, all different (chat_free_port reserves none: a node
+    # whose AMQP listener got epmd's port died at boot)
+    pick_port port; pick_port amqp; pick_port stomp; pick_port dist
+    pick_port EPMD_PORT
+    RABBIT_PORT=$port
     mkdir -p "$dir/mnesia" "$dir/log" "$dir/home"
 
     sed -e "s|@PORT@|$port|" -e "s|@AMQP@|$amqp|" -e "s|@STOMP@|$stomp|" \
         bench/conf/rabbitmq.conf.in > "$dir/rabbitmq.conf"
+    sed -e "s|@PORT@|$port|" bench/conf/rabbitmq.advanced.config.in \
+        > "$dir/advanced.config"
     echo '[rabbitmq_web_stomp].' > "$dir/enabled_plugins"
     printf 'bench%s' "$SECRET" > "$dir/home/.erlang.cookie"
     chmod 600 "$dir/home/.erlang.cookie"
@@ -441,8 +845,13 @@ run_rabbitmq() {
         export RABBITMQ_DIST_PORT=$dist
         export ERL_EPMD_PORT=$EPMD_PORT
         export RABBITMQ_PID_FILE=$dir/rabbit.pid
-        export RABBITMQ_SERVER_ERL_ARGS="+P 1048576 +Q 1048576"
-        ulimit -n 400000 2>/dev/null
+        export RABBITMQ_ADVANCED_CONFIG_FILE=$dir/advanced.config
+        # RABBITMQ_SERVER_ERL_ARGS would replace the server's defaults
+        # (among them +sbwt none: without it the idle schedulers spin on
+        # the two cores the load generator shares); +P is the default
+        export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+Q 1048576"
+        export ERL_MAX_PORTS=1048576
+        ulimit -n "$NOFILE" 2>/dev/null
         exec "$RABBIT_BIN/rabbitmq-server"
     ) > "$dir/server.log" 2>&1 &
     RABBIT_PID=$!
@@ -459,10 +868,68 @@ run_rabbitmq() {
 
     # one Erlang VM: it holds what its open-file limit lets it hold
     SERVER_ARGS=(--port "$port" --ws-path /ws --rss-pid "$beam")
+    SERVER_SETTLE=rabbit_settle
+    # BENCH_RABBIT_PROBE=1: rabbitmqctl every 10 s during the runs (costs
+    # CPU: each call boots an Erlang VM), into rabbitmq/probe.txt
+    probe=""
+    if [ -n "${BENCH_RABBIT_PROBE:-}" ]; then
+        rabbit_probe &
+        probe=$!
+    fi
     scenarios rabbitmq
+    [ -n "$probe" ] && kill "$probe" 2>/dev/null
+    rabbit_evidence
+    SERVER_SETTLE=""
     SERVER_ARGS=()
 
     rabbit_stop
+}
+
+rabbit_settle() {
+    settle_pid "$RABBIT_BEAM" "$1" "$SETTLE_MAX" "$RABBIT_PORT"
+}
+
+rabbit_ctl() {
+    HOME=$OUT/rabbitmq/home ERL_EPMD_PORT=$EPMD_PORT \
+        timeout "${RABBIT_CTL_TIMEOUT:-60}" \
+        "$RABBIT_BIN/rabbitmqctl" -n "bench$$@localhost" "$@"
+}
+
+rabbit_probe() {
+    while chat_alive "$RABBIT_BEAM"; do
+        {
+            date -u +%H:%M:%S
+            rabbit_ctl list_connections state 2>&1 | sort | uniq -c
+            rabbit_ctl status 2>&1 | grep -E -A2 'run queue|Alarms'
+            uptime
+        } >> "$OUT/rabbitmq/probe.txt"
+        sleep 10
+    done
+}
+
+# rabbit_evidence: what the node says about itself after the scenarios
+# (alarms, schedulers, memory, file descriptors), the CPU its schedulers
+# had and waited for, and a count of its log's warnings and errors, into
+# rabbitmq/status.txt
+rabbit_evidence() {
+    local dir=$OUT/rabbitmq
+
+    # one CLI call (each boots an Erlang VM: seconds on a busy machine)
+    RABBIT_CTL_TIMEOUT=30 rabbit_ctl status > "$dir/status.txt" 2>&1
+
+    # the scheduler threads' CPU time and their time waiting for a CPU
+    # (on a shared machine the second one says who had the cores)
+    cat /proc/"$RABBIT_BEAM"/task/*/schedstat 2>/dev/null | awk '
+        {r += $1; w += $2}
+        END {printf "== beam.smp: ran %.1f s, waited %.1f s to run\n",
+             r / 1e9, w / 1e9}' >> "$dir/status.txt"
+
+    {
+        echo "== warnings and errors (count, text without the time)"
+        grep -hE '\[(warning|error)\]' "$dir"/log/*.log 2>/dev/null \
+            | sed -e 's/^[^]]*\] <[^>]*> //' | sort | uniq -c \
+            | sort -rn | head -20
+    } >> "$dir/status.txt"
 }
 
 # the server script and its Erlang VM (beam.smp, the script's child)
@@ -487,10 +954,162 @@ rabbit_stop() {
 run_persist() {
     perl bench/persist.pl --bin "${CHAT_BIN}" --dir "$OUT/persist" \
         --dsn "$TEST_NGINX_PG_DSN" --count "$PERSIST_N" \
+        --workers "${BENCH_PERSIST_WORKERS:-1}" \
         --json "$RESULTS/chat-persist.json" 2>>"$LOG" \
         | tee -a "$OUT/table.txt"
     [ -s "$RESULTS/chat-persist.json" ] \
         || note "persist: no result (see $LOG)"
+}
+
+
+# --- node loss: three nodes behind the balancer, one with 20% of the
+# sessions killed, its users back through the balancer at once ---
+
+run_nodeloss() {
+    chat_log "node loss: $NODELOSS_N sessions over three nodes"
+    CHAT_BIN=$CHAT_BIN CHAT_BENCH_BIN=$TOOL CHAT_MODULE=$MODULE \
+        bench/nodeloss.sh "$OUT/nodeloss" "$NODELOSS_N" 2>>"$LOG" \
+        | tee -a "$OUT/table.txt"
+    [ -s "$OUT/nodeloss/summary.txt" ] \
+        || note "nodeloss: no result (see $LOG)"
+}
+
+
+# --- ngx_chat on a Redis Cluster: 3 primaries and 3 replicas on the same
+# machine (scripts/test-servers.sh cluster-start), direct and fan-out,
+# rows "3shards" beside one Redis's "ngx_chat", and their ratios ---
+#
+# BENCH_SYSTEMS="... chat-cluster": every direct and fan-out run of the
+# scenarios asked for; the default run (BENCH_SYSTEMS not set, BENCH=short)
+# has the two small rows direct and fanout g100.
+
+CLUSTER_DIR=""
+CLUSTER_PORT=""
+
+# chat_cluster_up WORKERS: ngx_chat (its conf made by run_chat_cluster)
+# with the primaries' CPU counted as auxiliary
+chat_cluster_up() {
+    local p pids=()
+
+    chat_up "$1" || return 1
+
+    for p in $(chat_cluster_primary_pids); do
+        pids+=(--cpu-pid "$p")
+    done
+
+    SERVER_ARGS=(--port "$CHAT_PORT" --secret "$SECRET"
+                 --rss-master "$(cat "$OUT/ngx_chat/logs/nginx.pid")"
+                 "${pids[@]}")
+}
+
+# the pids of the cluster's primaries
+chat_cluster_primary_pids() {
+    local i p
+
+    for i in 0 1 2 3 4 5; do
+        p=$((CLUSTER_PORT + i))
+        redis-cli -h 127.0.0.1 -p "$p" ROLE 2>/dev/null | head -1 \
+            | grep -qx master && cat "$CLUSTER_DIR/cluster/$p/redis.pid"
+    done
+}
+
+# chat_cluster_bench SCENARIO LABEL N ARGS...: bench's run, its result
+# renamed results/chat-cluster-SCENARIO[-LABEL].json, system "3shards"
+chat_cluster_bench() {
+    local sc=$1 label=$2 name results=$RESULTS f
+
+    name=chat-cluster-$sc${label:+-$label}
+    RESULTS=$OUT/results-cluster
+    mkdir -p "$RESULTS"
+    bench chat "$@"
+    RESULTS=$results
+
+    f=$OUT/results-cluster/chat-$sc${label:+-$label}.json
+    if [ -s "$f" ]; then
+        perl -MJSON::PP -0777 -ne '
+            my $j = decode_json($_); $j->{system} = "3shards";
+            print JSON::PP->new->canonical->encode($j)' "$f" \
+            > "$RESULTS/$name.json" && rm -f "$f"
+    fi
+}
+
+# the notes: each cluster row against one Redis's, deliveries/s
+chat_cluster_ratios() {
+    local f one
+
+    for f in "$RESULTS"/chat-cluster-*.json; do
+        [ -s "$f" ] || continue
+        one=$RESULTS/chat-${f##*/chat-cluster-}
+        [ -s "$one" ] || continue
+        note "$(perl -MJSON::PP -e '
+            sub rd { open(my $h, "<", $_[0]) or die; local $/;
+                     decode_json(<$h>) }
+            my ($c, $o) = (rd($ARGV[0]), rd($ARGV[1]));
+            my ($cv, $ov) = map { $_->{throughput}{deliveries_per_s} // 0 }
+                            $c, $o;
+            printf("chat-cluster: %s: 3 shards %.0f, one Redis %.0f"
+                   . " deliveries/s: %s", $c->{scenario}
+                   . ($c->{label} ? " $c->{label}" : ""), $cv, $ov,
+                   $ov > 0 ? sprintf("%.2fx", $cv / $ov) : "-")' \
+            "$f" "$one")"
+    done
+}
+
+run_chat_cluster() {
+    local root=$OUT/ngx_chat port seeds g all=$1 env_lines
+
+    [ -f "$MODULE" ] || { note "ngx_chat: $MODULE missing, not run"; return; }
+
+    CLUSTER_DIR=$OUT/redis-cluster
+    env_lines=$(scripts/test-servers.sh cluster-start "$CLUSTER_DIR") \
+        || { note "chat-cluster: the Redis Cluster did not start, not run";
+             return; }
+    CLUSTER_PORT=$(echo "$env_lines" \
+        | sed -n 's/.*TEST_NGINX_REDIS_CLUSTER_PORT=\([0-9]*\).*/\1/p')
+    seeds="127.0.0.1:$CLUSTER_PORT 127.0.0.1:$((CLUSTER_PORT + 1))"
+    seeds="$seeds 127.0.0.1:$((CLUSTER_PORT + 2))"
+    chat_log "chat-cluster: a Redis Cluster on $CLUSTER_PORT..$((CLUSTER_PORT + 5))"
+
+    port=$(chat_free_port)
+    CHAT_PORT=$port
+    mkdir -p "$root/conf"
+    sed -e "s|@MODULE@|$MODULE|" -e "s|@PORT@|$port|" \
+        -e "s|chat_redis 127.0.0.1:@REDIS_PORT@;|chat_redis cluster $seeds;|" \
+        -e "s|@PG_DSN@|$TEST_NGINX_PG_DSN|" \
+        -e "s|@KAFKA@|${TEST_NGINX_KAFKA_BROKERS:-}|" \
+        -e "s|@SECRET@|$SECRET|" \
+        bench/conf/ngx_chat.conf.in > "$root/conf/http.inc"
+    [ -n "${TEST_NGINX_KAFKA_BROKERS:-}" ] && [ -z "${BENCH_NO_KAFKA:-}" ] \
+        || sed -i '/chat_kafka /d' "$root/conf/http.inc"
+    grep -q "chat_redis cluster" "$root/conf/http.inc" \
+        || chat_die "bench/conf/ngx_chat.conf.in: no chat_redis line to change"
+
+    SERVER_UP=chat_cluster_up
+    SERVER_DOWN=chat_down
+
+    # the machine's load as the cluster runs start (three shards share
+    # the cores with the gateway and the load generator)
+    note "chat-cluster: load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+    if want direct "$SCENARIOS"; then
+        chat_cluster_bench direct "" "$DIRECT_N" \
+            --rate "$DIRECT_RATE" --duration "$DUR" --warmup 1
+    fi
+
+    if want fanout "$SCENARIOS"; then
+        for g in 10 100 1000; do
+            [ "$all" = all ] || [ "$g" = 100 ] || continue
+            chat_cluster_bench fanout "g$g" "$FANOUT_N" \
+                --group "$g" --rate $((FANOUT_DLV / g)) --duration "$DUR" \
+                --warmup 1 --window 2000
+        done
+    fi
+
+    server_down
+    note "chat-cluster: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    chat_cluster_ratios
+    scripts/test-servers.sh cluster-stop "$CLUSTER_DIR" >/dev/null 2>&1
+    CLUSTER_DIR=""
 }
 
 
@@ -514,9 +1133,18 @@ env_lines=$(scripts/test-servers.sh start "$STORES") \
 eval "$env_lines"
 
 want chat "$SYSTEMS" && run_chat
+if want chat-cluster "$SYSTEMS"; then
+    run_chat_cluster all
+elif [ -z "${BENCH_SYSTEMS:-}" ] && [ "$BENCH" = short ]; then
+    run_chat_cluster small
+fi
 want rabbitmq "$SYSTEMS" && run_rabbitmq
 want nchan "$SYSTEMS" && run_nchan
+want mosquitto "$SYSTEMS" && run_mosquitto
+want socketio "$SYSTEMS" && run_socketio
 want persist "$SCENARIOS" && want chat "$SYSTEMS" && run_persist
+want nodeloss "$SCENARIOS" && want chat "$SYSTEMS" && run_nodeloss
+want floor "$SCENARIOS" && run_floor
 
 echo
 perl bench/report.pl "$OUT/machine" "$RESULTS"/*.json | tee "$OUT/summary.txt"

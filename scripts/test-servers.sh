@@ -6,6 +6,11 @@
 #        scripts/test-servers.sh stop DIR
 #        scripts/test-servers.sh redis-stop|redis-start|pg-stop|pg-start DIR
 #            (outage tests: the same ports and data)
+#        scripts/test-servers.sh cluster-start|cluster-stop DIR
+#            a Redis Cluster of 3 primaries and 3 replicas in DIR/cluster on
+#            six free consecutive ports (TEST_NGINX_REDIS_CLUSTER_PORT picks
+#            the first); cluster-start prints
+#            "export TEST_NGINX_REDIS_CLUSTER_PORT=N"
 #
 # start: Redis (no persistence) and PostgreSQL (fsync off, database "chat"
 # with every sql/ migration applied) on free loopback ports, and the
@@ -95,8 +100,67 @@ env_value() {
     sed -n "s/^export $1='\{0,1\}\([^']*\)'\{0,1\}\$/\1/p" "$dir/env"
 }
 
+# six consecutive free loopback ports, and their cluster bus ports (the
+# port + 10000), all below the kernel's ephemeral range (from 32768: a bus
+# port there may be some connection's local port): prints the first
+free_port_range() {
+    local base i ok
+
+    for _ in $(seq 1 50); do
+        base=$((20000 + RANDOM % 2700))
+        ok=1
+        for i in 0 1 2 3 4 5; do
+            if chat_port_busy $((base + i)) \
+                || chat_port_busy $((base + 10000 + i))
+            then
+                ok=0
+                break
+            fi
+        done
+        [ "$ok" = 1 ] && { echo "$base"; return 0; }
+    done
+
+    chat_die "no six free consecutive ports"
+}
+
+cluster_start() {
+    local port try
+
+    cluster_stop >/dev/null 2>&1 || true
+
+    # ports others may take meanwhile: a few tries on fresh ones
+    for try in 1 2 3; do
+        rm -rf "$dir/cluster"
+        port=${TEST_NGINX_REDIS_CLUSTER_PORT:-$(free_port_range)}
+        mkdir -p "$dir/cluster"
+        echo "$port" > "$dir/cluster/port"
+
+        if ( CHAT_REDIS_NODE_TIMEOUT=${CHAT_REDIS_NODE_TIMEOUT:-1000} \
+                 chat_redis_cluster_start "$dir/cluster" "$port" no )
+        then
+            echo "export TEST_NGINX_REDIS_CLUSTER_PORT=$port"
+            return 0
+        fi
+
+        cluster_stop >/dev/null 2>&1 || true
+        [ -n "${TEST_NGINX_REDIS_CLUSTER_PORT:-}" ] && break
+        chat_log "the Redis Cluster on $port did not start (try $try)"
+    done
+
+    chat_die "the Redis Cluster did not start"
+}
+
+cluster_stop() {
+    [ -f "$dir/cluster/port" ] || return 0
+    chat_redis_cluster_stop "$dir/cluster" "$(cat "$dir/cluster/port")" \
+        NOSAVE
+    rm -f "$dir/cluster/port"
+}
+
 case $cmd in
 start) start ;;
+cluster-start) cluster_start ;;
+cluster-stop)  cluster_stop ;;
 stop)  stop ;;
 redis-stop)
     chat_redis_stop "$dir/redis" "$(env_value TEST_NGINX_REDIS_PORT)" NOSAVE

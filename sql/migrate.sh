@@ -13,6 +13,31 @@ set -euo pipefail
 dir=${MIGRATIONS_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 conn=${1:-${DATABASE_URL:-}}
 
+case ${1:-} in
+-h|--help)
+    cat <<EOF
+usage: $(basename "$0") [CONNINFO]
+
+Applies the numbered SQL migrations (NNN_*.sql) to a PostgreSQL database
+in order, each once and in one transaction, recording each in the table
+schema_migrations. Migrations only go forward: run it before starting
+gateways of a new version. Several runners at once are safe (an advisory
+lock).
+
+  CONNINFO  a libpq connection string or URI ("host=... dbname=..." or
+            "postgresql://..."); default: \$DATABASE_URL, else the PG*
+            environment variables (PGHOST, PGPORT, PGDATABASE, PGUSER...)
+
+Environment:
+  MIGRATIONS_DIR  the migrations (default: $dir)
+
+Exit status: 0 when the database is up to date, 1 when a migration
+failed (it was rolled back; the ones before it stay applied).
+EOF
+    exit 0
+    ;;
+esac
+
 psql_() {
     if [ -n "$conn" ]; then
         psql "$conn" -X -q -v ON_ERROR_STOP=1 "$@"

@@ -79,6 +79,7 @@ use MIME::Base64 qw(encode_base64);
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 
 BEGIN { Test::Chat->import }
+use Test::Chat::Helpers;
 
 my $users = 0;
 
@@ -150,17 +151,6 @@ sub probe_bytes {
 }
 
 
-# true when the next STOMP frame is RECEIPT <tag>
-sub receipt_ok {
-    my ($c, $tag, $timeout) = @_;
-    my $f = $c->stomp_expect('RECEIPT', $timeout // 3);
-
-    return 1 if $f && ($f->{headers}{'receipt-id'} // '') eq $tag;
-    Test::More::diag("wanted RECEIPT $tag") if $f;
-    return 0;
-}
-
-
 # a probe in one text message, and its RECEIPT
 sub probe {
     my ($c, $tag) = @_;
@@ -201,22 +191,6 @@ sub quiet {
 sub nodelay {
     my ($c) = @_;
     setsockopt($c->sock, IPPROTO_TCP, TCP_NODELAY, 1);
-}
-
-
-sub workers_of {
-    my ($ppid) = @_;
-    my @w;
-
-    opendir(my $d, '/proc') or return ();
-    for my $p (grep /^\d+$/, readdir $d) {
-        open(my $fh, '<', "/proc/$p/stat") or next;
-        my $stat = <$fh> // next;
-        my ($pp) = $stat =~ /^\d+ \(.*\) \S (\d+)/ or next;
-        push @w, $p if $pp == $ppid;
-    }
-
-    return @w;
 }
 
 
@@ -1204,7 +1178,7 @@ $TEST_NGINX_WS_CONF
 --- perl
 my $s = session();
 ok(probe($s, 'before'), 'a session');
-my @old = workers_of(nginx_pid(1));
+my @old = Test::Chat::_workers(nginx_pid(1));
 nginx_signal('HUP');
 is($s->expect_close(5), 1001, 'close 1001 on reload');
 ok($s->is_eof(3), 'then EOF');

@@ -3,9 +3,14 @@
 
 use lib 't/lib';
 use Test::Chat;
+use Test::Chat::Helpers;
 
 # a port nobody listens on, for the "PostgreSQL is down" block
 $ENV{TEST_NGINX_DEAD_PORT} ||= free_port();
+
+# the usual location blocks (the API's, and STOMP's for the blocks that
+# check what sessions get)
+$ENV{TEST_NGINX_CHAT_CONFIG} = chat_config();
 
 plan_from_blocks();
 run_tests();
@@ -15,10 +20,7 @@ __DATA__
 === TEST 1: a direct conversation is created: 201, both members
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 6
 --- perl
 my ($st, $j, $h) = api(POST => '/conversations', 'alice',
@@ -38,10 +40,7 @@ is_deeply([@$j{qw(lastSeq lastReadSeq unread)}, $j->{lastMessage}],
 === TEST 2: the same pair asked again (from the other side): 200, same id
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 3
 --- perl
 my ($st, $a) = api(POST => '/conversations', 'carol',
@@ -59,10 +58,7 @@ is($b->{conversationId}, $a->{conversationId}, 'the existing conversation');
 === TEST 3: a direct conversation needs exactly one other member
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 3
 --- perl
 my ($st, $j) = api(POST => '/conversations', 'alice',
@@ -80,10 +76,7 @@ is($st, 400, 'two others: 400');
 === TEST 4: a group: name, the caller added, duplicates dropped, creator
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 4
 --- perl
 my ($st, $j) = api(POST => '/conversations', 'gina',
@@ -101,10 +94,7 @@ is($j->{createdBy}, 'gina', 'createdBy');
 === TEST 5: the list: the caller's conversations, most recently active first
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 4
 --- perl
 my (undef, $x) = api(POST => '/conversations', 'lena',
@@ -129,10 +119,7 @@ is($j->{conversations}[0]{unread}, 3, 'unread = lastSeq - lastReadSeq');
 === TEST 6: get: members see it, others get 403
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 4
 --- perl
 my (undef, $c) = api(POST => '/conversations', 'olga',
@@ -152,10 +139,7 @@ is($j->{error}{code}, 'forbidden', 'error code');
 === TEST 7: an unknown conversation is 404
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- request
 GET /chat/api/conversations/c_0123456789abcdef0123456789abcdef
 --- more_headers
@@ -167,14 +151,11 @@ Authorization: Bearer ${token:alice}
 
 
 
-=== TEST 8: any member adds a member to a group: 200 with the conversation
+=== TEST 8: any member adds a member to a group: 200 with what was added and the count; the member is in
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
---- tests: 4
+$TEST_NGINX_CHAT_CONFIG
+--- tests: 5
 --- perl
 my (undef, $c) = api(POST => '/conversations', 'rita',
                      { type => 'group', members => ['sam'] });
@@ -182,12 +163,14 @@ my $id = $c->{conversationId};
 my ($st, $j) = api(POST => "/conversations/$id/members", 'sam',
                    { userId => 'tom' });
 is($st, 200, 'status 200');
-is_deeply([sort @{ $j->{members} }], ['rita', 'sam', 'tom'], 'tom is in');
+is_deeply([$j->{added}, $j->{memberCount}], [['tom'], 3],
+          'tom is added, three members');
 ($st) = api(POST => "/conversations/$id/members", 'uma',
             { userId => 'uma' });
 is($st, 403, 'a non-member cannot add (itself either)');
-($st) = api(GET => "/conversations/$id", 'tom');
+($st, $j) = api(GET => "/conversations/$id", 'tom');
 is($st, 200, 'the new member reads it');
+is_deeply([sort @{ $j->{members} }], ['rita', 'sam', 'tom'], 'tom is in');
 --- no_error_log
 [error]
 
@@ -196,10 +179,7 @@ is($st, 200, 'the new member reads it');
 === TEST 9: the members of a direct conversation cannot change: 409
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 3
 --- perl
 my (undef, $c) = api(POST => '/conversations', 'vic',
@@ -219,10 +199,7 @@ is($st, 409, 'remove: 409');
 === TEST 10: a member removes itself: 204, then it is no member
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 3
 --- perl
 my (undef, $c) = api(POST => '/conversations', 'yara',
@@ -241,10 +218,7 @@ is($st, 403, 'gone');
 === TEST 11: the creator removes anyone, others only themselves
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 4
 --- perl
 my (undef, $c) = api(POST => '/conversations', 'abby',
@@ -266,14 +240,7 @@ is($st, 404, 'not a member any more: 404');
 === TEST 12: membership changes reach /user/queue/events of those concerned
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
-    location = /ws/chat {
-        chat_websocket;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 6
 --- perl
 my $s = stomp_connect('/ws/chat', user => 'evan');
@@ -302,10 +269,7 @@ ok($s->stomp_silent(1), 'a removed member hears no more');
 === TEST 13: malformed JSON is 400 bad_request
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- request
 POST /chat/api/conversations
 {"type":"group","members":["a"]
@@ -321,10 +285,7 @@ Authorization: Bearer ${token:alice}
 === TEST 14: wrong types and values are 400 with a clear message
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 8
 --- perl
 my @cases = (
@@ -351,10 +312,7 @@ for my $c (@cases) {
 === TEST 15: no token: 401 unauthorized with WWW-Authenticate
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- request
 GET /chat/api/conversations
 --- error_code: 401
@@ -367,14 +325,11 @@ Content-Type: application/json
 
 
 
-=== TEST 16: bad, expired and alg-none tokens are 401
+=== TEST 16: bad, expired and alg-none tokens are 401; malformed ones say so
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
---- tests: 5
+$TEST_NGINX_CHAT_CONFIG
+--- tests: 9
 --- perl
 my %bad = (
     'wrong secret' => make_token('alice', secret => 'not-the-secret'),
@@ -387,6 +342,11 @@ for my $k (sort keys %bad) {
     my ($st, $j) = api(GET => '/conversations', undef, undef,
                        token => $bad{$k});
     ok($st == 401 && $j->{error}{code} eq 'unauthorized', "$k: 401");
+}
+for my $t ('x.y.z', 'abc.def.ghi', 'not-a-jwt',
+           'eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln') {
+    my ($st, $j) = api(GET => '/conversations', undef, undef, token => $t);
+    is($j->{error}{message}, 'malformed token', "$t: malformed token");
 }
 --- no_error_log
 [error]
@@ -425,10 +385,7 @@ is($st, 200, 'the server is fine');
 === TEST 18: an unknown route is 404, a wrong method 405 with Allow
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 5
 --- perl
 my ($st, $j, $h) = api(GET => '/nothing/here', 'alice');
@@ -447,10 +404,7 @@ is($st, 404, 'an impossible id: 404');
 === TEST 19: users: created on first sight with the token's name, PUT /users/me
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 6
 --- perl
 my ($st, $j) = api(GET => '/users/me', undef, undef,
@@ -476,10 +430,7 @@ is($st, 400, 'a bad displayName: 400');
 === TEST 20: members named in a create call are created as users
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 2
 --- perl
 api(POST => '/conversations', 'jack', { type => 'group',
@@ -541,10 +492,7 @@ is($st, 200, 'a trailing slash too');
     chat_postgres "host=127.0.0.1 port=$TEST_NGINX_DEAD_PORT dbname=chat";
     chat_postgres_timeout 1s;
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 3
 --- perl
 my $t0 = Time::HiRes::time();
@@ -558,14 +506,7 @@ ok(Time::HiRes::time() - $t0 < 3, 'within the timeout');
 === TEST 24: a STOMP session creates its user on first sight, with the name
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
-    location = /ws/chat {
-        chat_websocket;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- tests: 2
 --- perl
 my $s = stomp_connect('/ws/chat', user => 'mona', name => 'Mona L.');
@@ -662,3 +603,59 @@ ok(wait_for_log(qr/creating 1 user \("nopg"\) failed/, 5),
 my $s2 = stomp_connect('/ws/chat', user => 'nopg');
 ok(wait_for_log(qr/(?s:creating 1 user \("nopg"\) failed.*){2}/, 5),
    'tried again');
+
+
+
+=== TEST 27: nginx's own errors inside the API location are JSON too
+--- need_module
+--- config
+    location /chat/api/ {
+        chat_api;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+    }
+    location /chat/closed/ {
+        chat_api;
+        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
+        deny all;
+    }
+--- tests: 15
+--- perl
+my $mb = json_encode({ type => 'group', name => 'x' x (1024 * 1024) });
+my ($st, $j, $h) = api(POST => '/conversations', 'alice', $mb);
+is($st, 413, '1 MB body, over client_max_body_size: 413');
+like($h->{'content-type'}, qr{^application/json}, 'as JSON');
+is_deeply($j, { error => { code => 'too_large',
+                           message => 'the body is too large' } },
+          'the error shape of PROTOCOL section 7');
+is($h->{'content-length'}, length json_encode($j), 'its Content-Length');
+my $b;
+($st, $h, $b) = http_request(undef, undef, undef, undef,
+                             raw => "POST /chat/api/conversations HTTP/1.1\r\n"
+                                    . "Host: localhost\r\nConnection: close\r\n"
+                                    . "Authorization: Bearer "
+                                    . make_token('alice')
+                                    . "\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                    . sprintf("%x\r\n%s\r\n0\r\n\r\n",
+                                              length $mb, $mb));
+is($st, 413, 'chunked, over client_max_body_size: 413');
+is(eval { json_decode($b)->{error}{code} }, 'too_large', 'as JSON');
+($st, $j, $h) = api(HEAD => '/conversations', 'alice', $mb);
+is($st, 413, 'HEAD: 413');
+like($h->{'content-type'}, qr{^application/json}, 'as JSON, without a body');
+($st, $j, $h) = api(GET => '/chat/closed/conversations', 'alice');
+is($st, 403, 'denied by nginx: 403');
+like($h->{'content-type'}, qr{^application/json}, 'as JSON');
+is($j->{error}{code}, 'forbidden', 'code forbidden');
+($st, $h, $b) = http_request(TRACE => '/chat/api/conversations');
+is($st, 405, 'TRACE, refused before the location is chosen: 405');
+is(eval { json_decode($b)->{error}{code} }, 'method_not_allowed',
+   'as JSON');
+($st, $h) = http_request(TRACE => '/elsewhere');
+like($h->{'content-type'}, qr{^text/html}, 'outside the API: nginx\'s page');
+($st, $j) = api(GET => '/conversations', 'alice');
+is($st, 200, 'the server is fine');
+--- error_log
+client intended to send too large
+--- no_error_log
+[crit]
+[alert]

@@ -32,6 +32,7 @@ use warnings;
 use Time::HiRes qw(time sleep);
 
 BEGIN { Test::Chat->import }
+use Test::Chat::Helpers;
 
 
 # a WebSocket client that sent CONNECT (or command) with exactly these
@@ -72,38 +73,6 @@ sub error_closes {
 }
 
 
-# a direct conversation of a and b, made through the REST API
-sub direct {
-    my ($a, $b) = @_;
-    my ($st, $j) = api(POST => '/conversations', $a,
-                       { type => 'direct', members => [$b] });
-
-    die "POST /conversations answered " . ($st // 'nothing') . "\n"
-        unless $st && ($st == 201 || $st == 200);
-
-    return $j->{conversationId};
-}
-
-
-# a SEND to /app/chat.send; waits for its RECEIPT when with_receipt
-sub chat_send {
-    my ($c, $conv, $content, %h) = @_;
-
-    return $c->send_json('/app/chat.send',
-                         { conversationId => $conv, content => $content },
-                         %h);
-}
-
-
-# true when the next frame is the RECEIPT of id
-sub receipt_ok {
-    my ($c, $id, $timeout) = @_;
-    my $f = $c->stomp_expect('RECEIPT', $timeout // 3);
-
-    return $f && ($f->{headers}{'receipt-id'} // '') eq $id;
-}
-
-
 package main;
 
 plan_from_blocks();
@@ -111,11 +80,11 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: CONNECTED carries version, heart-beat, session, server, user-name
+=== TEST 1: CONNECTED: version, heart-beat, session, server, user-name, limit
 --- need_module
 --- config
 $TEST_NGINX_STOMP_CONF
---- tests: 6
+--- tests: 7
 --- perl
 my $c = stomp_connect('/ws/chat', user => 'alice');
 my $h = $c->{connected}{headers};
@@ -124,6 +93,7 @@ is($h->{'heart-beat'}, '500,500', 'heart-beat: chat_heartbeat both ways');
 like($h->{session} // '', qr/^\S+$/, 'a session id');
 like($h->{server} // '', qr{^ngx_chat/\d+\.\d+\.\d+$}, 'server');
 is($h->{'user-name'}, 'alice', 'user-name: the token\'s sub');
+is($h->{'max-content-size'}, 16384, 'max-content-size: chat_max_content_size');
 my $d = stomp_connect('/ws/chat', user => 'alice');
 isnt($d->{connected}{headers}{session}, $h->{session},
      'every session has its own id');
@@ -860,13 +830,13 @@ ok(closes($c), 'then the connection closes');
 $TEST_NGINX_STOMP_CONF
 --- tests: 6
 --- perl
-my $conv = direct('txa1', 'txb1');
+my $conv = conversation('txa1', 'direct', 'txb1');
 my $b = stomp_connect('/ws/chat', user => 'txb1');
 ok($b->subscribe('/user/queue/messages', 'm'), 'bob subscribed');
 my $a = stomp_connect('/ws/chat', user => 'txa1');
 $a->stomp_send('BEGIN', { transaction => 'tx', receipt => 'b' });
 ok(receipt_ok($a, 'b'), 'BEGIN');
-chat_send($a, $conv, 'in tx', transaction => 'tx', receipt => 's');
+send_msg($a, $conv, 'in tx', transaction => 'tx', receipt => 's');
 ok(receipt_ok($a, 's'), 'SEND in the transaction');
 ok($b->stomp_silent(1), 'bob gets nothing before COMMIT');
 $a->stomp_send('COMMIT', { transaction => 'tx', receipt => 'c' });
@@ -884,15 +854,15 @@ is($j && $j->{content}, 'in tx', 'bob gets it after COMMIT');
 $TEST_NGINX_STOMP_CONF
 --- tests: 3
 --- perl
-my $conv = direct('txa2', 'txb2');
+my $conv = conversation('txa2', 'direct', 'txb2');
 my $b = stomp_connect('/ws/chat', user => 'txb2');
 ok($b->subscribe('/user/queue/messages', 'm'), 'bob subscribed');
 my $a = stomp_connect('/ws/chat', user => 'txa2');
 $a->stomp_send('BEGIN', { transaction => 'tx' });
-chat_send($a, $conv, 'aborted', transaction => 'tx');
+send_msg($a, $conv, 'aborted', transaction => 'tx');
 $a->stomp_send('ABORT', { transaction => 'tx', receipt => 'ab' });
 ok(receipt_ok($a, 'ab'), 'ABORT');
-chat_send($a, $conv, 'after');
+send_msg($a, $conv, 'after');
 my $j = $b->stomp_message('/user/queue/messages', 5);
 is($j && $j->{content}, 'after', 'bob\'s next message is the one after');
 --- no_error_log
@@ -906,15 +876,15 @@ is($j && $j->{content}, 'after', 'bob\'s next message is the one after');
 $TEST_NGINX_STOMP_CONF
 --- tests: 3
 --- perl
-my $conv = direct('txa3', 'txb3');
+my $conv = conversation('txa3', 'direct', 'txb3');
 my $b = stomp_connect('/ws/chat', user => 'txb3');
 ok($b->subscribe('/user/queue/messages', 'm'), 'bob subscribed');
 my $a = stomp_connect('/ws/chat', user => 'txa3');
 $a->stomp_send('BEGIN', { transaction => 'tx' });
-chat_send($a, $conv, 'never committed', transaction => 'tx');
+send_msg($a, $conv, 'never committed', transaction => 'tx');
 ok($a->disconnect, 'DISCONNECT');
 $a = stomp_connect('/ws/chat', user => 'txa3');
-chat_send($a, $conv, 'after');
+send_msg($a, $conv, 'after');
 my $j = $b->stomp_message('/user/queue/messages', 5);
 is($j && $j->{content}, 'after', 'bob\'s next message is the one after');
 --- no_error_log
@@ -929,7 +899,7 @@ $TEST_NGINX_STOMP_CONF
 --- tests: 6
 --- perl
 my $c = stomp_connect('/ws/chat', user => 'alice');
-chat_send($c, 'c_none', 'x', transaction => 'nope');
+send_msg($c, 'c_none', 'x', transaction => 'nope');
 error_closes($c, qr/transaction/, 'SEND in an unknown transaction');
 $c = stomp_connect('/ws/chat', user => 'alice');
 $c->stomp_send('COMMIT', { transaction => 'nope' });
@@ -985,12 +955,12 @@ for my $cmd (qw(BEGIN COMMIT SUBSCRIBE)) {
 $TEST_NGINX_STOMP_CONF
 --- tests: 6
 --- perl
-my $conv = direct('acka1', 'ackb1');
+my $conv = conversation('acka1', 'direct', 'ackb1');
 my $b = stomp_connect('/ws/chat', user => 'ackb1');
 ok($b->subscribe('/user/queue/messages', 'm', 'client'), 'ack:client');
 my $a = stomp_connect('/ws/chat', user => 'acka1');
-chat_send($a, $conv, 'one');
-chat_send($a, $conv, 'two');
+send_msg($a, $conv, 'one');
+send_msg($a, $conv, 'two');
 my ($j1, $f1) = $b->stomp_message('/user/queue/messages');
 my ($j2, $f2) = $b->stomp_message('/user/queue/messages');
 ok($f1 && length($f1->{headers}{ack} // ''), 'an ack header');
@@ -1014,13 +984,13 @@ ok(receipt_ok($b, 'a2'), 'ACK with the ack id: RECEIPT');
 $TEST_NGINX_STOMP_CONF
 --- tests: 5
 --- perl
-my $conv = direct('acka2', 'ackb2');
+my $conv = conversation('acka2', 'direct', 'ackb2');
 my $b = stomp_connect('/ws/chat', user => 'ackb2');
 ok($b->subscribe('/user/queue/messages', 'm', 'client-individual'),
    'ack:client-individual');
 my $a = stomp_connect('/ws/chat', user => 'acka2');
-chat_send($a, $conv, 'one');
-chat_send($a, $conv, 'two');
+send_msg($a, $conv, 'one');
+send_msg($a, $conv, 'two');
 my (undef, $f1) = $b->stomp_message('/user/queue/messages');
 my (undef, $f2) = $b->stomp_message('/user/queue/messages');
 ok($f1 && $f2 && length($f1->{headers}{ack} // '')
@@ -1043,11 +1013,11 @@ ok(receipt_ok($b, 'n1'), 'NACK of the first: RECEIPT');
 $TEST_NGINX_STOMP_CONF
 --- tests: 2
 --- perl
-my $conv = direct('acka3', 'ackb3');
+my $conv = conversation('acka3', 'direct', 'ackb3');
 my $b = stomp_connect('/ws/chat', user => 'ackb3');
 ok($b->subscribe('/user/queue/messages', 'm', 'auto'), 'ack:auto');
 my $a = stomp_connect('/ws/chat', user => 'acka3');
-chat_send($a, $conv, 'one');
+send_msg($a, $conv, 'one');
 my (undef, $f) = $b->stomp_message('/user/queue/messages');
 ok($f && !exists $f->{headers}{ack}, 'no ack header');
 --- no_error_log
@@ -1092,7 +1062,7 @@ ok($c->is_eof(3), 'the connection is closed');
 $TEST_NGINX_STOMP_CONF
 --- tests: 4
 --- perl
-my $conv = direct('dsca', 'dscb');
+my $conv = conversation('dsca', 'direct', 'dscb');
 my $b = stomp_connect('/ws/chat', user => 'dscb');
 $b->subscribe('/user/queue/messages', 'm');
 my $c = stomp_connect('/ws/chat', user => 'dsca');
@@ -1163,7 +1133,7 @@ error_closes($c, qr/destination/, '/app/chat.nothing');
 $TEST_NGINX_STOMP_CONF
 --- tests: 4
 --- perl
-my $conv = direct('nula', 'nulb');
+my $conv = conversation('nula', 'direct', 'nulb');
 my $c = stomp_connect('/ws/chat', user => 'nula');
 ok($c->subscribe('/user/queue/errors', 'e'), 'subscribed to errors');
 my $body = "{\"conversationId\":\"$conv\",\"content\":\"a\0b\"}";
@@ -1187,7 +1157,7 @@ ok(!$c->{eof} && !defined $c->close_code, 'not closed');
 $TEST_NGINX_STOMP_CONF
 --- tests: 5
 --- perl
-my $conv = direct('sura', 'surb');
+my $conv = conversation('sura', 'direct', 'surb');
 my $c = stomp_connect('/ws/chat', user => 'sura');
 ok($c->subscribe('/user/queue/errors', 'e'), 'subscribed to errors');
 ok($c->subscribe('/user/queue/messages', 'm'), 'and to messages');
@@ -1197,7 +1167,7 @@ is($j && $j->{code}, 'bad_request', 'bad JSON: bad_request');
 $c->send_json('/app/chat.send', { conversationId => $conv });
 $j = $c->stomp_message('/user/queue/errors', 5);
 is($j && $j->{code}, 'bad_request', 'no content: bad_request');
-chat_send($c, $conv, 'fine after all');
+send_msg($c, $conv, 'fine after all');
 $j = $c->stomp_message('/user/queue/messages', 5);
 is($j && $j->{content}, 'fine after all', 'a valid SEND works');
 --- no_error_log

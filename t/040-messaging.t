@@ -3,42 +3,18 @@
 
 use lib 't/lib';
 use Test::Chat;
+use Test::Chat::Helpers;
 
 plan_from_blocks();
 
-# the shared location block, named in each block as $TEST_NGINX_CHAT_CONFIG
-$ENV{TEST_NGINX_CHAT_CONFIG} = <<"_EOC_";
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-    }
-    location = /ws/chat {
-        chat_websocket;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-        chat_max_content_size 100;
-    }
-_EOC_
+# the blocks' location blocks: $TEST_NGINX_CHAT_CONFIG
+$ENV{TEST_NGINX_CHAT_CONFIG} = chat_config(ws => 'chat_max_content_size 100;');
 
 # helpers for the perl sections (they run in this package)
 package Test::Chat::Sandbox;
 
 use Test::Chat;
-
-sub member {
-    my ($user, %o) = @_;
-    my $c = stomp_connect('/ws/chat', user => $user, %o);
-    $c->subscribe('/user/queue/messages', 'm');
-    $c->subscribe('/user/queue/errors', 'e');
-    return $c;
-}
-
-sub conversation {
-    my ($creator, $type, @members) = @_;
-    my ($st, $c) = api(POST => '/conversations', $creator,
-                       { type => $type, members => \@members });
-    die "create: $st" unless $st == 201 || $st == 200;
-    return $c->{conversationId};
-}
+use Test::Chat::Helpers;
 
 # SENDs in one write: all of them reach the worker before any answer
 sub send_batch {
@@ -54,16 +30,6 @@ sub send_batch {
                        payload => stomp_frame('SEND', \%h, $body));
     }
     return $c->send_raw($w);
-}
-
-sub send_msg {
-    my ($c, $conv, $content, %o) = @_;
-    my %h;
-    $h{receipt} = $o{receipt} if defined $o{receipt};
-    return $c->send_json('/app/chat.send',
-                         { conversationId => $conv, content => $content,
-                           (defined $o{cmid} ? (clientMsgId => $o{cmid})
-                                             : ()) }, %h);
 }
 
 package main;
@@ -379,7 +345,7 @@ my $a = member('alice13');
 my $conv = conversation('alice13', 'direct', 'bob13');
 send_msg($a, $conv, 'before');
 $a->stomp_message('/user/queue/messages', 3);
-redis_cmd('DEL', "chat:m:$conv");
+redis_cmd('DEL', "chat:m:{$conv}");
 send_msg($a, $conv, 'after');
 my $m = $a->stomp_message('/user/queue/messages', 3);
 is($m && $m->{content}, 'after', 'delivered after the cache was lost');
@@ -558,7 +524,7 @@ $TEST_NGINX_CHAT_CONFIG
 my $a = member('alice19');
 my $b = member('bob19');
 my $conv = conversation('alice19', 'direct', 'bob19');
-redis_cmd('DEL', "chat:m:$conv");
+redis_cmd('DEL', "chat:m:{$conv}");
 send_batch($a, $conv, 'm', 50, receipt => 'r');
 my (@receipts, @own, @seqs, @contents);
 while (@receipts < 50 || @own < 50) {
@@ -595,7 +561,7 @@ my $a = member('alice20');
 my $b = member('bob20');
 my $c = member('carol20');
 my $conv = conversation('alice20', 'group', 'bob20', 'carol20');
-redis_cmd('DEL', "chat:m:$conv");
+redis_cmd('DEL', "chat:m:{$conv}");
 send_batch($a, $conv, 'a', 20);
 send_batch($b, $conv, 'b', 20, receipt => 'rb');
 $a->disconnect_tcp;

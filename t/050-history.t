@@ -6,79 +6,22 @@
 
 use lib 't/lib';
 use Test::Chat;
+use Test::Chat::Helpers;
 
 # a port nobody listens on, for the "PostgreSQL is down" block
 $ENV{TEST_NGINX_DEAD_PORT} ||= free_port();
 
 plan_from_blocks();
 
-# the shared location block, named in each block as $TEST_NGINX_CHAT_CONFIG
-$ENV{TEST_NGINX_CHAT_CONFIG} = <<"_EOC_";
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-    }
-    location = /ws/chat {
-        chat_websocket;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-    }
-_EOC_
+# the blocks' location blocks: $TEST_NGINX_CHAT_CONFIG (they fill the
+# Redis buffer at full speed: no SEND rate, t/102 tests that)
+$ENV{TEST_NGINX_CHAT_CONFIG} = chat_config(ws => 'chat_send_rate off;');
 
 # helpers for the perl sections (they run in this package)
 package Test::Chat::Sandbox;
 
 use Test::Chat;
-
-my $receipts = 0;
-
-sub member {
-    my ($user, %o) = @_;
-    my $ack = delete $o{ack};
-    my $c = stomp_connect('/ws/chat', user => $user, %o);
-    $c->subscribe('/user/queue/messages', 'm', $ack // 'auto');
-    $c->subscribe('/user/queue/errors', 'e');
-    return $c;
-}
-
-sub conversation {
-    my ($creator, $type, @members) = @_;
-    my ($st, $c) = api(POST => '/conversations', $creator,
-                       { type => $type, members => \@members });
-    die "create: $st" unless $st == 201 || $st == 200;
-    return $c->{conversationId};
-}
-
-# sends each content with a receipt and returns once every RECEIPT and
-# the sender's own copy of every message came, with those messages
-sub send_receipted {
-    my ($c, $conv, @contents) = @_;
-    my (%want, @got);
-
-    for my $t (@contents) {
-        my $r = 'r' . ++$receipts;
-        $want{$r} = 1;
-        $c->send_json('/app/chat.send',
-                      { conversationId => $conv, content => $t },
-                      receipt => $r);
-    }
-
-    while (%want || @got < @contents) {
-        my $f = $c->stomp_recv(5)
-            or die 'no RECEIPT for ' . join(' ', sort keys %want)
-                   . ' or not all messages (' . scalar(@got) . ")\n";
-
-        if ($f->{command} eq 'RECEIPT') {
-            delete $want{ $f->{headers}{'receipt-id'} };
-
-        } elsif ($f->{command} eq 'MESSAGE') {
-            die "error: $f->{body}\n"
-                if $f->{headers}{destination} eq '/user/queue/errors';
-            push @got, json_decode($f->{body});
-        }
-    }
-
-    return @got;
-}
+use Test::Chat::Helpers;
 
 # GET .../messages?query as $user: ($status, $json)
 sub history {
@@ -88,14 +31,6 @@ sub history {
 }
 
 sub seqs { [ map { $_->{seq} } @{ $_[0]{messages} || [] } ] }
-
-# a persisted row, as the persistence worker writes it
-sub insert_row {
-    my ($conv, $seq, $id, $sender, $content, $at) = @_;
-    pg_do("INSERT INTO messages (id, conversation_id, seq, sender_id,"
-          . " content, created_at) VALUES ($id, '$conv', $seq, '$sender',"
-          . " '$content', '$at')");
-}
 
 package main;
 
@@ -129,8 +64,8 @@ is($st2, 200, 'the other member reads it too');
 
 
 
-=== TEST 2: paging with before, after, limit and hasMore
---- tests: 14
+=== TEST 2: paging with before, after (0: from the start), limit and hasMore
+--- tests: 18
 --- config
 $TEST_NGINX_CHAT_CONFIG
 --- perl
@@ -143,6 +78,8 @@ my @cases = (
     ['before=3&limit=5',  [1, 2],    0],
     ['after=2&limit=5',   [3 .. 7],  1],
     ['after=10&limit=5',  [11, 12],  0],
+    ['after=0&limit=5',   [1 .. 5],  1],
+    ['after=0',           [1 .. 12], 0],
     ['limit=12',          [1 .. 12], 0],
     [undef,               [1 .. 12], 0],
 );
@@ -239,7 +176,7 @@ for my $m (@live[0 .. 4]) {
     insert_row($conv, $m->{seq}, $m->{messageId}, $m->{senderId},
                $m->{content}, $m->{createdAt});
 }
-is(redis_cmd('LLEN', "chat:h:$conv"), 202,
+is(redis_cmd('LLEN', "chat:h:{$conv}"), 202,
    'the buffer holds 200, trimmed at every 16th seq (the last: 208)');
 my ($st, $j) = history('alice5', $conv, 'before=8&limit=10');
 is_deeply(seqs($j), [1 .. 7], 'below the buffer: from PostgreSQL');
@@ -257,7 +194,7 @@ is_deeply([seqs($j)->[0], seqs($j)->[-1], $j->{hasMore} ? 1 : 0],
 
 
 === TEST 6: status: delivered/read once every other member got/read it
---- tests: 2
+--- tests: 3
 --- config
 $TEST_NGINX_CHAT_CONFIG
 --- perl
@@ -279,6 +216,10 @@ pg_do("UPDATE conversation_members SET last_read_seq = 4"
 is_deeply([map { $_->{status} } @{ $j->{messages} }],
           [qw(read delivered sent read)],
           "by the other member's watermarks, not the sender's");
+is_deeply({ map { $_->{userId} => $_ } @{ $j->{receipts} } },
+          { alice6 => { userId => 'alice6', delivered => 4, read => 4 },
+            bob6 => { userId => 'bob6', delivered => 2, read => 1 } },
+          'receipts: each member\'s watermarks (delivered at least read)');
 --- no_error_log
 [error]
 
@@ -302,7 +243,7 @@ is($j->{error}{code}, 'not_found', 'not_found');
 
 
 === TEST 8: bad before, after and limit: 400 bad_request
---- tests: 12
+--- tests: 14
 --- config
 $TEST_NGINX_CHAT_CONFIG
 --- perl
@@ -310,7 +251,7 @@ my $conv = conversation('alice8', 'direct', 'bob8');
 my ($st, $j) = history('alice8', $conv, 'before=2&limit=200');
 is($st, 200, 'limit 200 is fine');
 for my $q ('before=0', 'before=-1', 'before=abc', 'before=', 'after=1x',
-           'before=5&after=2', 'limit=0', 'limit=201', 'limit=x',
+           'after=-1', 'before=5&after=0', 'before=5&after=2', 'limit=0', 'limit=201', 'limit=x',
            'limit=', 'after=99999999999999999999') {
     ($st, $j) = history('alice8', $conv, $q);
     is($st . ' ' . ($j->{error}{code} // ''), '400 bad_request', $q);
@@ -348,15 +289,15 @@ is_deeply([map { $_->{conversationId} } @{ $j->{conversations} }],
 pg_do("UPDATE conversation_members SET last_read_seq = 3"
       . " WHERE conversation_id = '$one' AND user_id = 'bob9'");
 ($st, $j) = api(GET => '/conversations', 'bob9');
-is($j->{conversations}[0]{unread}, 1, 'unread: lastSeq - lastReadSeq');
+is($j->{conversations}[0]{unread}, 1, 'unread: the others\' above lastReadSeq');
 ($st, $j) = api(GET => "/conversations/$one", 'bob9');
 is($j->{lastSeq}, 4, 'GET /conversations/{id} too: lastSeq');
 is($j->{lastMessage} && $j->{lastMessage}{content}, 'x4',
    'and lastMessage');
 # a buffer written newest first (as before 2026-11-30) still names the newest
-my $list = redis_cmd('LRANGE', "chat:h:$one", 0, -1);
-redis_cmd('DEL', "chat:h:$one");
-redis_cmd('RPUSH', "chat:h:$one", reverse @$list);
+my $list = redis_cmd('LRANGE', "chat:h:{$one}", 0, -1);
+redis_cmd('DEL', "chat:h:{$one}");
+redis_cmd('RPUSH', "chat:h:{$one}", reverse @$list);
 ($st, $j) = api(GET => "/conversations/$one", 'bob9');
 is($j->{lastMessage} && $j->{lastMessage}{content}, 'x4',
    'lastMessage from a list written newest first');
@@ -400,3 +341,52 @@ $TEST_NGINX_CHAT_CONFIG
 my ($st, $j) = history('alice11', 'c_0123456789abcdef0123456789abcdef');
 is($st, 503, 'status 503');
 is($j->{error}{code}, 'unavailable', 'unavailable');
+
+
+
+=== TEST 12: unread never counts the caller's own messages, from any device
+--- tests: 9
+--- config
+$TEST_NGINX_CHAT_CONFIG
+--- perl
+my $a1 = member('alice12');
+my $a2 = member('alice12');
+my $b = member('bob12');
+my $conv = conversation('alice12', 'group', 'bob12');
+# "list/one": unread in GET /conversations and in GET /conversations/{id}
+my $unread = sub {
+    my ($user) = @_;
+    my (undef, $l) = api(GET => '/conversations', $user);
+    my ($c) = grep { $_->{conversationId} eq $conv } @{ $l->{conversations} };
+    my (undef, $one) = api(GET => "/conversations/$conv", $user);
+    return ($c->{unread} // 'none') . '/' . ($one->{unread} // 'none');
+};
+send_receipted($a1, $conv, 'the only message');
+is($unread->('alice12'), '0/0', 'the sender: her only message is not unread');
+is($unread->('bob12'), '1/1', 'the other member: 1 unread');
+send_receipted($b, $conv, 'b2', 'b3');
+send_receipted($a2, $conv, 'from her other device');
+is($unread->('alice12'), '2/2', "alice: bob's two, none of hers");
+is($unread->('bob12'), '2/2', "bob: alice's two, none of his");
+$b->send_json('/app/chat.read', { conversationId => $conv, seq => 1 },
+              receipt => 'read12');
+my $f;
+do { $f = $b->stomp_recv(5) } while ($f && $f->{command} ne 'RECEIPT');
+is($unread->('bob12'), '1/1', 'bob read seq 1: alice\'s seq 4 is left');
+# the persistence worker wrote them (they are still in the buffer too)
+my (undef, $h) = history('alice12', $conv);
+for my $m (@{ $h->{messages} }) {
+    insert_row($conv, $m->{seq}, $m->{messageId}, $m->{senderId},
+               $m->{content}, $m->{createdAt});
+}
+pg_do("UPDATE conversations SET last_seq = 4 WHERE id = '$conv'");
+is($unread->('alice12'), '2/2', 'persisted and buffered: counted once');
+# the buffer is gone: PostgreSQL's rows alone
+redis_cmd('DEL', "chat:h:{$conv}");
+is($unread->('alice12'), '2/2', 'alice, from PostgreSQL');
+is($unread->('bob12'), '1/1', 'bob, from PostgreSQL');
+pg_do("UPDATE conversation_members SET last_read_seq = 3"
+      . " WHERE conversation_id = '$conv' AND user_id = 'alice12'");
+is($unread->('alice12'), '0/0', 'alice read seq 3: nothing of bob\'s left');
+--- no_error_log
+[error]

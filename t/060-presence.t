@@ -4,20 +4,12 @@
 
 use lib 't/lib';
 use Test::Chat;
+use Test::Chat::Helpers;
 
 plan_from_blocks();
 
-# the shared location block, named in each block as $TEST_NGINX_CHAT_CONFIG
-$ENV{TEST_NGINX_CHAT_CONFIG} = <<"_EOC_";
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-    }
-    location = /ws/chat {
-        chat_websocket;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-    }
-_EOC_
+# the blocks' location blocks: $TEST_NGINX_CHAT_CONFIG
+$ENV{TEST_NGINX_CHAT_CONFIG} = chat_config();
 
 # the presence TTL of TEST 8 (chat_presence_ttl), in seconds
 $ENV{TEST_NGINX_PRESENCE_TTL} ||= 6;
@@ -27,33 +19,11 @@ $ENV{TEST_NGINX_PRESENCE_TTL_CONF} = "$ENV{TEST_NGINX_PRESENCE_TTL}s";
 package Test::Chat::Sandbox;
 
 use Test::Chat;
+use Test::Chat::Helpers;
 
 sub client {
     my ($user, %o) = @_;
     return stomp_connect('/ws/chat', user => $user, %o);
-}
-
-sub member {
-    my ($user, %o) = @_;
-    my $ack = delete $o{ack};
-    my $c = client($user, %o);
-    $c->subscribe('/user/queue/messages', 'm', $ack // 'auto');
-    $c->subscribe('/user/queue/errors', 'e');
-    return $c;
-}
-
-sub conversation {
-    my ($creator, $type, @members) = @_;
-    my ($st, $c) = api(POST => '/conversations', $creator,
-                       { type => $type, members => \@members });
-    die "create: $st" unless $st == 201 || $st == 200;
-    return $c->{conversationId};
-}
-
-sub send_msg {
-    my ($c, $conv, $content) = @_;
-    return $c->send_json('/app/chat.send',
-                         { conversationId => $conv, content => $content });
 }
 
 # the next presence event of $user on $c
@@ -88,6 +58,8 @@ __DATA__
 $TEST_NGINX_CHAT_CONFIG
 --- perl
 my $conv = conversation('bob1', 'direct', 'alice1');
+# bob asked: alice's presence is his to see once she accepts (t/111-consent.t)
+api(POST => "/conversations/$conv/accept", 'alice1');
 my $bob = member('bob1');
 ok($bob->subscribe('/topic/presence.alice1', 'p'), 'RECEIPT of the SUBSCRIBE');
 my $p = presence($bob, 'alice1');
@@ -118,6 +90,7 @@ is($s && $s->{lastSeen}, $p->{lastSeen}, 'a later snapshot has lastSeen');
 $TEST_NGINX_CHAT_CONFIG
 --- perl
 my $conv = conversation('bob2', 'direct', 'alice2');
+api(POST => "/conversations/$conv/accept", 'alice2');
 my $bob = member('bob2');
 $bob->subscribe('/topic/presence.alice2', 'p');
 presence($bob, 'alice2');
@@ -262,7 +235,7 @@ is(join(' ', sort @{ $got{bob6b} || [] }), 'alice6b:1 carol6b:1',
    'bob of alice and carol');
 is(join(' ', sort @{ $got{carol6b} || [] }), 'alice6b:1 bob6b:1',
    'carol of alice and bob');
-is(redis_cmd('HGET', "chat:dl:$conv", 'carol6b'), 1, 'recorded in Redis');
+is(redis_cmd('HGET', "chat:dl:{$conv}", 'carol6b'), 1, 'recorded in Redis');
 --- no_error_log
 [error]
 
@@ -285,7 +258,7 @@ is($r && $r->{seq}, 3, 'delivered up to 3');
 $b->stomp_send('ACK', { id => $f[0]{headers}{ack} });
 $b->stomp_send('NACK', { id => $f[1]{headers}{ack} });
 ok(!receipt($a, 'delivered', 2), 'an older ACK moves nothing');
-is(redis_cmd('HGET', "chat:dl:$conv", 'bob7'), 3, 'recorded: 3');
+is(redis_cmd('HGET', "chat:dl:{$conv}", 'bob7'), 3, 'recorded: 3');
 my $b2 = member('bob7');
 send_msg($a, $conv, 'm4');
 $r = receipt($a, 'delivered', 3);
@@ -305,6 +278,7 @@ is($r && $r->{seq}, 4, 'a newer one moves it');
 $TEST_NGINX_CHAT_CONFIG
 --- perl
 my $conv = conversation('bob8', 'direct', 'alice8');
+api(POST => "/conversations/$conv/accept", 'alice8');
 my $bob = member('bob8');
 $bob->subscribe('/topic/presence.alice8', 'p');
 presence($bob, 'alice8');
@@ -321,5 +295,39 @@ my $took = time - $t0;
 ok($p && $p->{online} eq '0', 'offline');
 ok($took <= $ttl + 5, "within TTL + 5 s ($took s)");
 like($p && $p->{lastSeen}, iso(), 'lastSeen');
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: a renewal puts back a session Redis lost, says online once, and moves the expiry on
+--- tests: 6
+--- perl_timeout: 30
+--- http_config
+    chat_presence_ttl 3s;
+--- config
+$TEST_NGINX_CHAT_CONFIG
+--- perl
+my $conv = conversation('bob9', 'direct', 'alice9');
+api(POST => "/conversations/$conv/accept", 'alice9');
+my $alice = client('alice9');
+my $bob = member('bob9');
+$bob->subscribe('/topic/presence.alice9', 'p');
+my $p = presence($bob, 'alice9');
+ok($p && $p->{online} eq '1', 'online (snapshot)');
+# Redis loses the session (the user goes offline on its own: no event)
+redis_cmd('DEL', 'chat:p:{alice9}');
+redis_cmd('ZREM', 'chat:p:expiry', 'alice9');
+# renewals every second (a third of the TTL)
+$p = presence($bob, 'alice9', 4);
+ok($p && $p->{online} eq '1', 'the renewal says online again');
+is(redis_cmd('ZCARD', 'chat:p:{alice9}'), 1, 'the session is back');
+my $exp1 = redis_cmd('ZSCORE', 'chat:p:expiry', 'alice9') // 0;
+ok($exp1 > 0, 'the user is back in the expiry set');
+# the next renewals find the session: no event, a later expiry
+$p = presence($bob, 'alice9', 2.5);
+ok(!$p, 'no second online event');
+my $exp2 = redis_cmd('ZSCORE', 'chat:p:expiry', 'alice9') // 0;
+ok($exp2 > $exp1, "the expiry moves on ($exp1 -> $exp2)");
 --- no_error_log
 [error]

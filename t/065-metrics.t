@@ -3,18 +3,12 @@
 
 use lib 't/lib';
 use Test::Chat;
+use Test::Chat::Helpers;
 
 plan_from_blocks();
 
-$ENV{TEST_NGINX_CHAT_CONFIG} = <<"_EOC_";
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-    }
-    location = /ws/chat {
-        chat_websocket;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-    }
+# the blocks' location blocks: $TEST_NGINX_CHAT_CONFIG
+$ENV{TEST_NGINX_CHAT_CONFIG} = chat_config(more => <<'_EOC_');
     location = /metrics {
         chat_metrics;
     }
@@ -23,9 +17,8 @@ _EOC_
 package Test::Chat::Sandbox;
 
 use Test::Chat;
+use Test::Chat::Helpers;
 use Time::HiRes qw(time sleep);
-
-my $bin = $ENV{CHAT_BIN} || "$Test::Chat::ROOT/build/bin";
 
 my $label = qr/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"/;
 my $sample = qr/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{$label(?:,$label)*\})?
@@ -51,6 +44,43 @@ sub bad_lines {
         push @bad, "untyped: $l" unless $typed{$fam};
     }
     return @bad;
+}
+
+# the families that break Prometheus' naming conventions: a counter not
+# ending in _total, a unit other than the base one (seconds, bytes)
+sub unconventional {
+    my ($text) = @_;
+    my @bad;
+    for my $l (split /\n/, $text) {
+        next unless $l =~ /^# TYPE (\S+) (\S+)$/;
+        my ($name, $type) = ($1, $2);
+        push @bad, "$name: a counter without _total"
+            if $type eq 'counter' && $name !~ /_total$/;
+        push @bad, "$name: not in seconds or bytes"
+            if $name =~ /_(ms|us|msec|usec|millis|milliseconds|microseconds|
+                           minutes|hours|kb|kib|mb|mib)(_|$)/x;
+        push @bad, "$name: a _total that is not a counter"
+            if $type ne 'counter' && $name =~ /_total$/;
+    }
+    return @bad;
+}
+
+# a histogram's _sum cannot pass what its buckets allow: each observation
+# at most its bucket's bound (the +Inf bucket: no bound, undef)
+sub hist_sum_bound {
+    my ($m, $name, $label) = @_;
+    my $l = defined $label ? "$label," : '';
+    my ($bound, $prev) = (0, 0);
+    my @le = sort { $a <=> $b }
+             map { /^\Q${name}\E_bucket\{\Q$l\Ele="([^"+]+)"\}$/ ? $1 : () }
+             keys %$m;
+    for my $le (@le) {
+        my $cum = $m->{"${name}_bucket{${l}le=\"$le\"}"};
+        $bound += ($cum - $prev) * $le;
+        $prev = $cum;
+    }
+    return undef if $m->{"${name}_bucket{${l}le=\"+Inf\"}"} != $prev;
+    return $bound;
 }
 
 # GET a metrics page: (status, \%headers, body, \%samples by "name{labels}")
@@ -85,14 +115,6 @@ sub delta {
     return ($after->{$name} // 0) - ($before->{$name} // 0);
 }
 
-sub member {
-    my ($user) = @_;
-    my $c = stomp_connect('/ws/chat', user => $user);
-    $c->subscribe('/user/queue/messages', 'm');
-    $c->subscribe('/user/queue/errors', 'e');
-    return $c;
-}
-
 # every frame a client gets within the time: (count, MESSAGE count on
 # /user/queue/messages, error codes, receipt ids)
 sub drain {
@@ -112,21 +134,10 @@ sub drain {
 }
 
 # a persistence worker with its metrics on a free port: (pid, port)
-sub start_persist {
-    my $dir = servroot() . "/persist";
-    system('mkdir', '-p', $dir);
+sub start_metered {
     my $port = free_port();
-    my $pid = fork();
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        open(STDOUT, '>>', "$dir/worker.log");
-        open(STDERR, '>&', \*STDOUT);
-        exec("$bin/chat-persist", "--brokers=$ENV{TEST_NGINX_KAFKA_BROKERS}",
-             "--database=$ENV{TEST_NGINX_PG_DSN}", '--group-id=t065',
-             '--session-timeout=6000', '--batch-wait=20',
-             '--stats-interval=0', "--metrics-listen=127.0.0.1:$port");
-        exit 127;
-    }
+    my $pid = start_persist('--group-id=t065',
+                            "--metrics-listen=127.0.0.1:$port");
     return ($pid, $port);
 }
 
@@ -140,7 +151,7 @@ __DATA__
 --- need_module
 --- config
 $TEST_NGINX_CHAT_CONFIG
---- tests: 9
+--- tests: 10
 --- perl
 my ($st, $h, $body, $m) = scrape();
 is($st, 200, "status 200");
@@ -154,20 +165,23 @@ my @missing = grep { !exists $m->{$_} } qw(
     ngx_chat_connections ngx_chat_sessions ngx_chat_subscriptions
     ngx_chat_frames_in_total ngx_chat_frames_out_total
     ngx_chat_messages_in_total ngx_chat_messages_out_total
-    ngx_chat_kafka_queue_depth ngx_chat_send_publish_ms_count
-    ngx_chat_send_publish_ms_sum),
+    ngx_chat_kafka_queue_depth ngx_chat_send_publish_seconds_count
+    ngx_chat_send_publish_seconds_sum),
     map({ ("ngx_chat_errors_total{code=\"$_\"}") }
         qw(bad_request not_member not_found too_large rate_limited
            unavailable protocol)),
     map({ ("ngx_chat_link_up{link=\"$_\"}",
-           "ngx_chat_link_last_rtt_ms{link=\"$_\"}",
-           "ngx_chat_link_rtt_ms_count{link=\"$_\"}") }
+           "ngx_chat_link_last_rtt_seconds{link=\"$_\"}",
+           "ngx_chat_link_rtt_seconds_count{link=\"$_\"}") }
         qw(redis postgresql kafka));
 is("@missing", '', 'every series is there');
+my @unconv = unconventional($body);
+is("@unconv", '', 'counters end in _total, durations are in seconds');
 my @le = map { /le="([^"]+)"/ ? $1 : () }
-         grep { /^ngx_chat_send_publish_ms_bucket/ } split /\n/, $body;
-is("@le", '0.1 0.25 0.5 1 2 5 10 25 50 100 250 500 1000 2500 5000 +Inf',
-   'latency buckets in ms');
+         grep { /^ngx_chat_send_publish_seconds_bucket/ } split /\n/, $body;
+is("@le", '0.0001 0.00025 0.0005 0.001 0.002 0.005 0.01 0.025 0.05 0.1 '
+          . '0.25 0.5 1 2.5 5 +Inf',
+   'latency buckets in seconds');
 $m = wait_metrics(sub { $_[0]{'ngx_chat_link_up{link="redis"}'}
                         && $_[0]{'ngx_chat_link_up{link="postgresql"}'} }, 5);
 is($m->{'ngx_chat_link_up{link="redis"}'}, 1, 'the Redis link is up');
@@ -185,7 +199,7 @@ is($st, 405, 'POST: 405');
 --- workers: 2
 --- config
 $TEST_NGINX_CHAT_CONFIG
---- tests: 21
+--- tests: 23
 --- perl_timeout: 60
 --- perl
 my $b0 = wait_metrics(sub { ($_[0]{ngx_chat_workers} // 0) == 2
@@ -236,12 +250,24 @@ is(delta($before, $after, 'ngx_chat_frames_in_total'), 3 * 3 + 3 + 1,
 # CONNECTED and 2 RECEIPTs each, and what they drained
 is(delta($before, $after, 'ngx_chat_frames_out_total'),
    3 * 3 + $na + $nb + $nc, 'frames_out: every frame the clients got');
-is(delta($before, $after, 'ngx_chat_send_publish_ms_count'), 3,
+is(delta($before, $after, 'ngx_chat_send_publish_seconds_count'), 3,
    'SEND-to-publish latency: 3 observations');
-is(delta($before, $after, 'ngx_chat_send_publish_ms_bucket{le="+Inf"}'), 3,
-   'its +Inf bucket agrees');
-ok(delta($before, $after, 'ngx_chat_link_rtt_ms_count{link="redis"}') >= 4,
-   'Redis round trips measured');
+is(delta($before, $after, 'ngx_chat_send_publish_seconds_bucket{le="+Inf"}'),
+   3, 'its +Inf bucket agrees');
+ok(delta($before, $after, 'ngx_chat_link_rtt_seconds_count{link="redis"}')
+   >= 4, 'Redis round trips measured');
+# a sum in another unit than the bounds (ms in a seconds histogram) passes
+# them 1000 times
+my $bound = hist_sum_bound($after, 'ngx_chat_send_publish_seconds');
+ok(defined $bound && $after->{ngx_chat_send_publish_seconds_sum} > 0
+   && $after->{ngx_chat_send_publish_seconds_sum} <= $bound,
+   "SEND-to-publish sum in the buckets' unit "
+   . "($after->{ngx_chat_send_publish_seconds_sum} <= @{[ $bound // 'undef' ]})");
+$bound = hist_sum_bound($after, 'ngx_chat_link_rtt_seconds', 'link="redis"');
+ok(defined $bound
+   && $after->{'ngx_chat_link_rtt_seconds_sum{link="redis"}'} <= $bound
+   && $after->{'ngx_chat_link_last_rtt_seconds{link="redis"}'} < 1,
+   'Redis round trips in seconds, the last one too');
 $carol->send_text("BOGUS\n\n\0");
 $carol->expect_close(3);
 $after = wait_metrics(sub { delta($before, $_[0],
@@ -267,10 +293,10 @@ is(scalar(bad_lines((scrape())[2])), 0, 'still well formed');
 --- need_module
 --- config
 $TEST_NGINX_CHAT_CONFIG
---- tests: 8
+--- tests: 10
 --- perl_timeout: 60
 --- perl
-my ($pid, $port) = start_persist();
+my ($pid, $port) = start_metered();
 ok(wait_port($port, 10), 'the metrics port listens');
 my ($st, $h, $body, $m) = scrape(port => $port);
 is($st, 200, "status 200");
@@ -279,6 +305,8 @@ like($h->{'content-type'} // '', qr{^text/plain; version=0\.0\.4},
 my @bad = bad_lines($body);
 is(scalar(@bad), 0, 'every line is a comment or name{labels} value')
     or diag(join("\n", @bad));
+my @unconv = unconventional($body);
+is("@unconv", '', 'counters end in _total, durations are in seconds');
 my $c0 = $m->{chat_persist_rows_written_total};
 ok(defined $c0 && exists $m->{chat_persist_lag_messages}
    && exists $m->{chat_persist_errors_total}
@@ -304,6 +332,10 @@ ok($m->{chat_persist_rows_written_total} - $c0 >= 2
    && $m->{chat_persist_batches_total} >= 1,
    "rows_written moved by at least 2 ($c0 -> "
    . "$m->{chat_persist_rows_written_total})");
+like(join("\n", grep { /^chat_persist_last_batch_seconds / }
+                  split /\n/, (scrape(port => $port))[2]),
+     qr/^chat_persist_last_batch_seconds [0-9]+\.[0-9]{3}$/,
+     'the last batch took a time in seconds (milliseconds as decimals)');
 ($st) = scrape(port => $port, path => '/other');
 is($st, 404, 'another path: 404');
 kill 'TERM', $pid;

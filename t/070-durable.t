@@ -5,52 +5,29 @@
 
 use lib 't/lib';
 use Test::Chat;
+use Test::Chat::Helpers;
 
 plan_from_blocks();
 
-$ENV{TEST_NGINX_CHAT_CONFIG} = <<"_EOC_";
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-    }
-    location = /ws/chat {
-        chat_websocket;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-    }
-_EOC_
+# the blocks' location blocks: $TEST_NGINX_CHAT_CONFIG (they send 150
+# messages at once: no SEND rate and no cap on requests in flight, t/101
+# and t/102 test those)
+$ENV{TEST_NGINX_CHAT_CONFIG} = chat_config(
+    ws => 'chat_send_rate off; chat_max_requests_in_flight 0;');
 
 package Test::Chat::Sandbox;
 
 use Test::Chat;
+use Test::Chat::Helpers;
 use Time::HiRes qw(time sleep);
 
-my $bin = $ENV{CHAT_BIN} || "$Test::Chat::ROOT/build/bin";
-
-sub bin { $bin }
 my $worker_n = 0;
 
-sub member {
-    my ($user, %o) = @_;
-    my $c = stomp_connect('/ws/chat', user => $user, %o);
-    $c->subscribe('/user/queue/messages', 'm');
-    $c->subscribe('/user/queue/errors', 'e');
-    return $c;
-}
-
-sub conversation {
-    my ($creator, $type, @members) = @_;
-    my ($st, $c) = api(POST => '/conversations', $creator,
-                       { type => $type, members => \@members });
-    die "create: $st" unless $st == 201 || $st == 200;
-    return $c->{conversationId};
-}
-
-sub send_msg {
-    my ($c, $conv, $content, %o) = @_;
-    return $c->send_json('/app/chat.send',
-                         { conversationId => $conv, content => $content,
-                           clientMsgId => $o{cmid} // $content },
-                         receipt => $o{receipt} // "r-$content");
+# a SEND whose clientMsgId is its content, with receipt "r-<content>"
+sub send_durable {
+    my ($c, $conv, $content) = @_;
+    return send_msg($c, $conv, $content, cmid => $content,
+                    receipt => "r-$content");
 }
 
 # the RECEIPT ids and MESSAGE bodies a client got within the time
@@ -70,23 +47,10 @@ sub drain {
     return (\%r, \@m, \@e);
 }
 
-# a persistence worker of this test; returns its pid file
+# a persistence worker of this test, with a pid file; its pid
 sub start_worker {
-    my $dir = servroot() . "/persist";
-    system('mkdir', '-p', $dir);
-    my $pidf = "$dir/worker" . ++$worker_n . ".pid";
-    my $pid = fork();
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        open(STDOUT, '>>', "$dir/worker.log");
-        open(STDERR, '>&', \*STDOUT);
-        exec("$bin/chat-persist", "--brokers=$ENV{TEST_NGINX_KAFKA_BROKERS}",
-             "--database=$ENV{TEST_NGINX_PG_DSN}", "--pid-file=$pidf",
-             '--group-id=t070', '--session-timeout=6000',
-             '--batch-wait=20', '--stats-interval=0');
-        exit 127;
-    }
-    return $pid;
+    my $pidf = servroot() . '/persist/worker' . ++$worker_n . '.pid';
+    return start_persist('--group-id=t070', "--pid-file=$pidf");
 }
 
 sub stop_worker {
@@ -144,7 +108,7 @@ my $conv = conversation('alice2', 'direct', 'bob2');
 send_msg($a, $conv, 'durable', cmid => 'k2', receipt => 'r2');
 my ($r) = drain($a, 1.5);
 ok($r->{r2}, 'RECEIPT');
-my @lines = `${\ bin()}/chat-kafka-consume --brokers=$ENV{TEST_NGINX_KAFKA_BROKERS} --group-id=t070-look --full=true --idle=3000 --commit=false 2>/dev/null`;
+my @lines = `${\ chat_bin()}/chat-kafka-consume --brokers=$ENV{TEST_NGINX_KAFKA_BROKERS} --group-id=t070-look --full=true --idle=3000 --commit=false 2>/dev/null`;
 my ($line) = grep { /"clientMsgId":"k2"/ } @lines;
 ok($line, 'the message is in chat.messages');
 my ($part, $off, $key, $json) = split / /, $line // '', 4;
@@ -166,14 +130,14 @@ my $a = member('alice3');
 my $b = member('bob3');
 my $conv = conversation('alice3', 'group', 'bob3');
 for my $i (1 .. 15) {
-    send_msg($a, $conv, "a3-$i");
-    send_msg($b, $conv, "b3-$i");
+    send_durable($a, $conv, "a3-$i");
+    send_durable($b, $conv, "b3-$i");
 }
 my (undef, $live) = drain($b, 2);
 my $w = start_worker();
 is(wait_rows($conv, 30, 40), 30, 'all 30 messages in PostgreSQL');
 stop_worker($w);
-redis_cmd('DEL', "chat:h:$conv");
+redis_cmd('DEL', "chat:h:{$conv}");
 my (undef, $h) = api(GET => "/conversations/$conv/messages?limit=50",
                      'alice3');
 is_deeply([map { "$_->{seq}:$_->{messageId}" } @{ $h->{messages} }],
@@ -196,8 +160,8 @@ my $b = member('bob4');
 my $conv = conversation('alice4', 'group', 'bob4');
 my %receipted;
 for my $i (1 .. 40) {
-    send_msg($a, $conv, "a4-$i");
-    send_msg($b, $conv, "b4-$i");
+    send_durable($a, $conv, "a4-$i");
+    send_durable($b, $conv, "b4-$i");
     redis_cmd('FLUSHALL') if $i == 20;
     sleep 0.01;
 }
@@ -233,7 +197,7 @@ $TEST_NGINX_CHAT_CONFIG
 --- perl
 my $a = member('alice5');
 my $conv = conversation('alice5', 'direct', 'bob5');
-send_msg($a, $conv, "m5-$_") for 1 .. 150;
+send_durable($a, $conv, "m5-$_") for 1 .. 150;
 my ($r) = drain($a, 2);
 is(scalar(grep { /^r-m5-/ } keys %$r), 150, '150 RECEIPTs');
 my $w = start_worker();
@@ -241,7 +205,7 @@ my $until = time + 30;
 sleep 0.05 while time < $until && wait_rows($conv, 1, 0.05) < 1;
 stop_worker($w, 'KILL');
 pg_stop();
-send_msg($a, $conv, "n5-$_") for 1 .. 50;
+send_durable($a, $conv, "n5-$_") for 1 .. 50;
 pg_start();
 $w = start_worker();
 is(wait_rows($conv, 200, 60), 200, 'all 200 in PostgreSQL');

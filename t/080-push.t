@@ -7,23 +7,17 @@
 
 use lib 't/lib';
 use Test::Chat;
+use Test::Chat::Helpers;
 
 plan_from_blocks();
 
-$ENV{TEST_NGINX_CHAT_CONFIG} = <<"_EOC_";
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-    }
-    location = /ws/chat {
-        chat_websocket;
-        chat_jwt_secret $ENV{TEST_NGINX_JWT_SECRET};
-    }
-_EOC_
+# the blocks' location blocks: $TEST_NGINX_CHAT_CONFIG
+$ENV{TEST_NGINX_CHAT_CONFIG} = chat_config();
 
 package Test::Chat::Sandbox;
 
 use Test::Chat;
+use Test::Chat::Helpers;
 use Cwd qw(abs_path);
 use File::Path qw(make_path);
 use POSIX ();
@@ -239,15 +233,6 @@ sub wait_sends {
     return @s;
 }
 
-sub conversation {
-    my ($creator, $type, $name, @members) = @_;
-    my ($st, $c) = api(POST => '/conversations', $creator,
-                       { type => $type, members => \@members,
-                         (defined $name ? (name => $name) : ()) });
-    die "create: $st\n" unless $st == 201 || $st == 200;
-    return $c->{conversationId};
-}
-
 sub device {
     my ($user, $token, $platform) = @_;
     my ($st) = api(POST => '/devices', $user,
@@ -278,14 +263,32 @@ sub produce {
     close $fh or die "chat-kafka-produce failed\n";
 }
 
-# a live session of user, as the gateway records it (chat:p:<user>)
+# a live session of user, as the gateway records it (chat:p:{<user>})
 sub online {
     my ($user) = @_;
     my $ms = int(time * 1000) + 60000;
-    redis_cmd('ZADD', "chat:p:$user", $ms, "test-session-$user");
+    redis_cmd('ZADD', "chat:p:{$user}", $ms, "test-session-$user");
 }
 
-sub offline { redis_cmd('DEL', "chat:p:$_[0]") }
+sub offline { redis_cmd('DEL', "chat:p:{$_[0]}") }
+
+# changes of message target of conv by sender (PROTOCOL.md section 10), as
+# the gateway writes them: [type, field => value...]...
+sub produce_changes {
+    my ($sender, $conv, $target, @changes) = @_;
+    setup();
+    open(my $fh, '|-', "$bin/chat-kafka-produce --brokers=$bootstrap "
+                       . ">/dev/null") or die "produce: $!\n";
+    for my $t (@changes) {
+        my ($type, %more) = @$t;
+        print $fh json_encode({
+            type => $type, messageId => '' . $msg_id++,
+            conversationId => $conv, seq => ++$seq{$conv},
+            senderId => $sender, target => $target,
+            createdAt => '2026-01-01T00:00:00.000Z', %more }), "\n";
+    }
+    close $fh or die "chat-kafka-produce failed\n";
+}
 
 END {
     local $?;
@@ -322,7 +325,7 @@ is($st, 400, 'an unknown platform is refused');
                                           token => 'a b/c' });
 is($st, 400, 'a token with other characters is refused');
 ($st) = api(DELETE => '/devices/tok-d:1_x-y', 'dave');
-is($st, 204, 'DELETE answers 204');
+is($st, 409, 'DELETE of a token taken since answers 409, not 204');
 is(scalar(pg_query("SELECT 1 FROM devices WHERE token = 'tok-d:1_x-y'")), 1,
    'but someone else\'s token stays');
 ($st) = api(DELETE => '/devices/tok-d:1_x-y', 'erin');
@@ -343,7 +346,7 @@ $TEST_NGINX_CHAT_CONFIG
 --- perl
 fcm_reset();
 display_name('alice', 'Alice');
-my $c = conversation('alice', 'direct', undef, 'bob');
+my $c = conversation('alice', 'direct', 'bob');
 device('bob', 'tok-bob-a', 'android');
 device('bob', 'tok-bob-i', 'ios');
 device('alice', 'tok-alice', 'web');
@@ -385,7 +388,7 @@ $TEST_NGINX_CHAT_CONFIG
 --- perl
 fcm_reset();
 display_name('alice', 'Alice');
-my $c = conversation('alice', 'direct', undef, 'carl');
+my $c = conversation('alice', 'direct', 'carl');
 device('carl', 'tok-carl', 'android');
 produce(['alice', $c, 'one'], ['alice', $c, 'two'], ['alice', $c, 'three']);
 my @s = wait_sends($c, 1, 10);
@@ -414,7 +417,7 @@ $TEST_NGINX_CHAT_CONFIG
 --- perl
 fcm_reset();
 display_name('alice', 'Alice');
-my $c = conversation('alice', 'group', 'Team', 'gina', 'hank');
+my $c = conversation('alice', 'group', { name => 'Team' }, 'gina', 'hank');
 device('gina', 'tok-gina', 'android');
 device('hank', 'tok-hank', 'android');
 online('hank');
@@ -438,7 +441,7 @@ offline('hank');
 $TEST_NGINX_CHAT_CONFIG
 --- perl
 fcm_reset();
-my $c = conversation('alice', 'direct', undef, 'ivan');
+my $c = conversation('alice', 'direct', 'ivan');
 device('ivan', 'tok-ivan', 'android');
 produce(['alice', $c, 'are you there?']);
 push_wait_log(qr/batch ivan\/\Q$c\E opened/, 10);
@@ -461,7 +464,7 @@ is(scalar(@s), 1, 'offline again: notified');
 $TEST_NGINX_CHAT_CONFIG
 --- perl
 fcm_reset();
-my $c = conversation('alice', 'direct', undef, 'judy');
+my $c = conversation('alice', 'direct', 'judy');
 device('judy', 'tok-judy-gone', 'android');
 device('judy', 'tok-judy-bad', 'ios');
 device('judy', 'tok-judy-arg', 'web');
@@ -505,7 +508,7 @@ like(push_log_text(), qr/giving up on tok-judy-arg/,
 $TEST_NGINX_CHAT_CONFIG
 --- perl
 fcm_reset();
-my $c = conversation('alice', 'direct', undef, 'kim');
+my $c = conversation('alice', 'direct', 'kim');
 device('kim', 'tok-kim', 'android');
 fcm('/_script', { token => 'tok-kim', responses => [
     { status => 503, retry_after => '1' }, { status => 429 },
@@ -541,7 +544,7 @@ is(scalar(tokens_requested()), 1, 'one new access token');
 $TEST_NGINX_CHAT_CONFIG
 --- perl
 fcm_reset();
-my $c = conversation('alice', 'direct', undef, 'liam');
+my $c = conversation('alice', 'direct', 'liam');
 device('liam', 'tok-liam', 'android');
 produce(['alice', $c, 'm1'], ['alice', $c, 'm2']);
 push_wait_log(qr/batch liam\/\Q$c\E opened/, 10);
@@ -565,9 +568,9 @@ is(scalar(sends($c)), 1, 'not sent again after the restart');
 $TEST_NGINX_CHAT_CONFIG
 --- perl
 fcm_reset();
-my $c = conversation('alice', 'direct', undef, 'mia');
+my $c = conversation('alice', 'direct', 'mia');
 device('mia', 'tok-mia', 'android');
-my $c2 = conversation('alice', 'direct', undef, 'max');
+my $c2 = conversation('alice', 'direct', 'max');
 device('max', 'tok-max', 'android');
 produce(['alice', $c2, 'earlier']);
 wait_sends($c2, 1, 10);
@@ -599,7 +602,7 @@ fcm_reset();
 push_stop('TERM');
 push_start('preview-length' => 10);
 display_name('alice', 'Alice');
-my $c = conversation('alice', 'direct', undef, 'nina');
+my $c = conversation('alice', 'direct', 'nina');
 device('nina', 'tok-nina', 'android');
 produce(['alice', $c, "0123456789abc\x{e9}"]);
 my @s = wait_sends($c, 1, 10);
@@ -628,7 +631,7 @@ my $pid = push_start(credentials => undef, group => 'chat-push-dry',
                      wait => 0);
 my $log = push_log();
 push_wait_log(qr/DRY RUN/, 10, $log);
-my $c = conversation('alice', 'direct', undef, 'olga');
+my $c = conversation('alice', 'direct', 'olga');
 device('olga', 'tok-olga', 'android');
 push_wait_log(qr/assigned \d+ partition/, 30, $log);
 produce(['alice', $c, 'dry']);
@@ -653,7 +656,7 @@ $TEST_NGINX_CHAT_CONFIG
 fcm_reset();
 push_stop('TERM');
 push_start(credentials => dir() . "/bad-sa.json");
-my $c = conversation('alice', 'direct', undef, 'pia');
+my $c = conversation('alice', 'direct', 'pia');
 device('pia', 'tok-pia', 'android');
 produce(['alice', $c, 'x']);
 push_wait_log(qr/cannot get an access token/, 10);
@@ -672,7 +675,7 @@ push_stop('KILL');
 $TEST_NGINX_CHAT_CONFIG
 --- perl
 fcm_reset();
-my $c = conversation('alice', 'direct', undef, 'quinn');
+my $c = conversation('alice', 'direct', 'quinn');
 device('quinn', 'tok-quinn', 'android');
 my $q = stomp_connect('/ws/chat', user => 'quinn');
 sleep 0.3;
@@ -687,5 +690,33 @@ produce(['alice', $c, 'after disconnect']);
 my @s = wait_sends($c, 1, 10);
 is(scalar(@s), 1, 'pushed once the session ended');
 --- tests: 2
+--- no_error_log
+[error]
+
+
+
+=== TEST 14: changes of a message (edits, reactions, deletes; PROTOCOL.md section 10) are neither pushed nor counted
+--- config
+$TEST_NGINX_CHAT_CONFIG
+--- perl
+fcm_reset();
+display_name('alice', 'Alice');
+my $c = conversation('alice', 'direct', 'olga');
+device('olga', 'tok-olga', 'android');
+produce(['alice', $c, 'hello']);
+my @s = wait_sends($c, 1, 10);
+is(scalar(@s), 1, 'the message: a notification');
+produce_changes('alice', $c, 1, ['message.edited', content => 'hello!'],
+                ['reaction.added', emoji => 'x'], ['message.deleted']);
+produce(['alice', $c, 'again']);
+@s = wait_sends($c, 2, 10);
+sleep 1.5;
+@s = sends($c);
+is(scalar(@s), 2, 'the changes made no notification of their own');
+my $m = $s[1]{body}{message};
+my $first = $s[0]{body}{message}{data}{seq};
+is("$m->{data}{count} $m->{data}{seq}", '1 ' . ($first + 4),
+   'the next one counts its one message, not the three changes');
+--- tests: 3
 --- no_error_log
 [error]

@@ -6,6 +6,10 @@
 
 use lib 't/lib';
 use Test::Chat;
+use Test::Chat::Helpers;
+
+# the blocks' location blocks: $TEST_NGINX_CHAT_CONFIG
+$ENV{TEST_NGINX_CHAT_CONFIG} = chat_config();
 
 my $tool = $ENV{CHAT_BENCH_BIN}
            || "$Test::Chat::ROOT/build/bin/chat_bench";
@@ -25,6 +29,21 @@ if (!-x $tool) {
 }
 
 $ENV{TEST_NGINX_BENCH_TOOL} = $tool // '';
+
+# bench/floor (the fan-out deliveries with no protocol), the same way
+my $floor = "$Test::Chat::ROOT/build/bin/floor";
+
+if (!-x $floor) {
+    my $dir = servroot();
+    system('mkdir', '-p', $dir);
+    $floor = "$dir/floor";
+    system("cc -O2 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE"
+           . " -o '$floor' $Test::Chat::ROOT/bench/floor.c"
+           . " >'$dir/floor.build.log' 2>&1") == 0
+        or $floor = undef;
+}
+
+$ENV{TEST_NGINX_FLOOR_BIN} = $floor // '';
 
 plan_from_blocks();
 run_tests();
@@ -53,6 +72,23 @@ sub bench_run {
 }
 
 
+# --sweep: the JSON's steps, each with its figures and verdict
+sub check_sweep {
+    my ($j, $what, $clients, $steps) = @_;
+
+    ok($j && $j->{sweep}, "$what: a sweep's JSON");
+    return unless $j && $j->{sweep};
+    is($j->{sessions}{ready}, $clients, "$what: every session ready");
+    is(scalar @{$j->{steps}}, $steps, "$what: $steps step(s) ran");
+    for my $s (@{$j->{steps}}) {
+        ok($s->{sent} > 0 && $s->{measured_s} > 0
+           && defined $s->{message}{p99} && defined $s->{receipt}{p99}
+           && defined $s->{cpu}{self} && defined $s->{carried},
+           "$what: step at $s->{rate} msg/s has its figures");
+    }
+}
+
+
 sub check_common {
     my ($j, $scenario, $clients) = @_;
 
@@ -76,14 +112,7 @@ __DATA__
 === TEST 1: direct: pairs send, MESSAGE and RECEIPT latencies are recorded
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
-    location /ws/chat {
-        chat_websocket;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- perl
 my ($j, $rc) = main::bench_run('direct', '--scenario', 'direct',
     '--clients', 20, '--rate', 100, '--duration', 2, '--warmup', 0.5,
@@ -103,14 +132,7 @@ ok($j->{throughput}{deliveries_per_s} > 0, 'deliveries counted');
 === TEST 2: fan-out, storm and density run and report their figures
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
-    location /ws/chat {
-        chat_websocket;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- perl
 my ($j, $rc) = main::bench_run('fanout', '--scenario', 'fanout',
     '--clients', 30, '--group', 10, '--rate', 50, '--duration', 1.5,
@@ -142,14 +164,7 @@ ok(exists $j->{memory}{bytes_per_session}
 === TEST 3: --procs: several processes over slices of the users, one report
 --- need_module
 --- config
-    location /chat/api/ {
-        chat_api;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
-    location /ws/chat {
-        chat_websocket;
-        chat_jwt_secret $TEST_NGINX_JWT_SECRET;
-    }
+$TEST_NGINX_CHAT_CONFIG
 --- perl
 # pairs split over processes (42 users, 4 processes: two slices end in
 # the middle of a pair), so MESSAGEs cross from one process to another
@@ -180,3 +195,79 @@ like($out, qr/60 ready, 0 failed/, 'density: one table, sessions summed');
 --- tests: 27
 --- no_error_log
 [alert]
+
+
+
+=== TEST 4: --sweep: steps over the same sessions, stops at the first not carried
+--- need_module
+--- config
+$TEST_NGINX_CHAT_CONFIG
+--- perl
+# a limit no step can miss on loopback: every rate carried, the capacity
+# is the last one and only a lower bound; the messages of every step are
+# all delivered (a step's clientMsgIds are new, not retries of the last)
+my ($j, $rc) = main::bench_run('sweep-all', '--scenario', 'direct',
+    '--clients', 20, '--sweep', '20,40,60', '--duration', 2,
+    '--warmup', 0.3, '--limit-ms', 20000, '--sources', 2);
+is($rc, 0, 'sweep: the tool exits 0');
+main::check_sweep($j, 'sweep', 20, 3);
+is(scalar(grep { $_->{carried} && $_->{delivered} >= 0.98 }
+          @{$j->{steps} // []}), 3, 'sweep: every step carried, all delivered');
+is($j->{capacity}{rate}, 60, 'sweep: the capacity is the last rate');
+ok($j->{capacity}{at_least}, 'sweep: ... and marked as a lower bound');
+ok(!$j->{failed}, 'sweep: no rate failed');
+
+# a limit no step can meet: the first step fails, the sweep stops there
+($j, $rc) = main::bench_run('sweep-none', '--scenario', 'fanout',
+    '--clients', 30, '--group', 10, '--sweep', '10,20,30', '--duration', 1,
+    '--warmup', 0.3, '--limit-ms', 0.001, '--procs', 2);
+is($rc, 0, 'sweep --procs 2: the tool exits 0');
+main::check_sweep($j, 'sweep --procs 2', 30, 1);
+ok($j && !defined $j->{capacity}, 'sweep --procs 2: no capacity');
+is($j && $j->{failed} && $j->{failed}{rate}, 10,
+   'sweep --procs 2: the first rate failed');
+like($j && $j->{failed} && $j->{failed}{why}, qr/p99|deliveries/,
+     'sweep --procs 2: ... on its p99 (or a late delivery)');
+
+# over two processes, with every step carried (the parent starts the
+# second step a little ahead: the children wait for it, then send)
+($j, $rc) = main::bench_run('sweep-procs', '--scenario', 'fanout',
+    '--clients', 30, '--group', 10, '--sweep', '100,200', '--duration', 2,
+    '--warmup', 0.3, '--limit-ms', 20000, '--procs', 2);
+is($rc, 0, 'sweep --procs 2, all carried: the tool exits 0');
+main::check_sweep($j, 'sweep --procs 2, all carried', 30, 2);
+is(scalar(grep { $_->{carried} && $_->{delivered} >= 0.98 }
+          @{$j->{steps} // []}), 2,
+   'sweep --procs 2: both steps carried, all delivered');
+--- tests: 26
+--- no_error_log
+[alert]
+
+
+
+=== TEST 5: bench/floor: frames to N sockets in groups, deliveries counted
+--- config
+--- tests: 5
+--- perl
+die "floor was not built (see the servroot's floor.build.log)\n"
+    unless $ENV{TEST_NGINX_FLOOR_BIN};
+my $dir = main::servroot();
+system('mkdir', '-p', $dir);
+my $json = "$dir/floor.json";
+unlink $json;
+my $rc = system("timeout 60 '$ENV{TEST_NGINX_FLOOR_BIN}' --clients 40"
+                . " --group 10 --duration 1 --warmup 0.3 --sources 2"
+                . " --label g10 --json '$json' >'$dir/floor.out' 2>&1");
+is($rc, 0, 'floor exits 0');
+open(my $fh, '<', $json);
+my $j = json_decode(do { local $/; <$fh> } // 'null');
+ok($j && $j->{tool} eq 'floor' && $j->{params}{group} == 10,
+   'floor: its JSON names the tool and the group');
+ok($j && $j->{throughput}{deliveries_per_s} > 0,
+   'floor: deliveries received');
+# what was received was written (the receivers lag by what is in flight)
+ok($j && $j->{throughput}{deliveries_per_s}
+         <= $j->{throughput}{written_per_s} * 1.1 + 1000,
+   'floor: no more received than written');
+ok($j && defined $j->{cpu}{senders} && defined $j->{cpu}{receivers},
+   'floor: CPU of senders and receivers');

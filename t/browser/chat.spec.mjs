@@ -3,146 +3,22 @@
 //
 //   CHAT_URL=http://127.0.0.1:8080/ node t/browser/chat.spec.mjs
 //
-// Environment: CHAT_URL (the page; required), TEST_NGINX_JWT_SECRET (the
-// HS256 secret, default "secret"), CHROMIUM (default /usr/bin/chromium),
-// SCREENSHOT_DIR (default t/servroot/browser), CHAT_USER_SUFFIX (appended
-// to alice and bob). Prints "ok N - ..." per check; exits 1 at the first
-// failed one with what was expected, 2 when it cannot start at all.
+// Environment (lib.mjs): CHAT_URL (the page; required),
+// TEST_NGINX_JWT_SECRET (the HS256 secret, default "secret"), CHROMIUM
+// (default /usr/bin/chromium), SCREENSHOT_DIR (default t/servroot/browser),
+// CHAT_USER_SUFFIX (appended to alice and bob). Prints "ok N - ..." per
+// check; exits 1 at the first failed one with what was expected, 2 when it
+// cannot start at all.
 
-import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const base = process.env.CHAT_URL;
-const secret = process.env.TEST_NGINX_JWT_SECRET || 'secret';
-const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
-const shots = path.resolve(process.env.SCREENSHOT_DIR
-                           || path.join(here, '..', 'servroot', 'browser'));
-const suffix = process.env.CHAT_USER_SUFFIX || '';
-const TIMEOUT = +(process.env.CHECK_TIMEOUT_MS || 8000);
-
-if (!base) {
-    console.error('error: set CHAT_URL (e.g. http://127.0.0.1:8080/)');
-    process.exit(2);
-}
-
-let chromium;
-try {
-    ({ chromium } = await import('playwright-core'));
-} catch (e) {
-    console.error('error: playwright-core is not installed: run "make '
-                  + 'browser-deps" (npm ci in t/browser)');
-    process.exit(2);
-}
-
-function b64url(s) {
-    return Buffer.from(s).toString('base64url');
-}
-
-function token(sub, name) {
-    const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-    const body = b64url(JSON.stringify({
-        sub, name, exp: Math.floor(Date.now() / 1000) + 3600,
-    }));
-    const sig = crypto.createHmac('sha256', secret)
-        .update(head + '.' + body).digest('base64url');
-    return head + '.' + body + '.' + sig;
-}
-
-let n = 0;
-let browser = null;
-const pages = [];
-
-async function fail(what, err) {
-    console.log('not ok ' + (n + 1) + ' - ' + what);
-    console.log('# FAILED: ' + what);
-    if (err) {
-        console.log('# ' + String(err.message || err).split('\n')
-                    .slice(0, 6).join('\n# '));
-    }
-    for (const [name, page] of pages) {
-        const file = path.join(shots, 'failed-' + name + '.png');
-        try {
-            await page.screenshot({ path: file });
-            console.log('# screenshot: ' + file);
-        } catch (e) {
-            // the page is gone
-        }
-    }
-    if (browser) {
-        await browser.close().catch(() => {});
-    }
-    process.exit(1);
-}
-
-// one check: fn resolves (or throws/times out: the check fails)
-async function check(what, fn) {
-    try {
-        await fn();
-    } catch (e) {
-        await fail(what, e);
-    }
-    n++;
-    console.log('ok ' + n + ' - ' + what);
-}
-
-async function shot(page, name) {
-    const file = path.join(shots, name + '.png');
-    await page.screenshot({ path: file });
-    console.log('# screenshot: ' + file);
-}
-
-async function signIn(ctx, user, name) {
-    const page = await ctx.newPage();
-    page.on('pageerror', (e) => console.log('# ' + user + ' page error: '
-                                            + e.message));
-    page.on('console', (m) => {
-        if (m.type() === 'error') {
-            console.log('# ' + user + ' console: ' + m.text());
-        }
-    });
-    await page.goto(new URL('/#token=' + token(user, name), base).href);
-    return page;
-}
-
-const hasText = (page, sel, text) =>
-    page.locator(sel, { hasText: text }).first()
-        .waitFor({ state: 'visible', timeout: TIMEOUT });
-
-const attrIs = (page, sel, attr, value) =>
-    page.waitForFunction(([s, a, v]) => {
-        const e = document.querySelector(s);
-        return e && e.getAttribute(a) === v;
-    }, [sel, attr, value], { timeout: TIMEOUT });
-
-// the tick of my message with that text
-const tickIs = (page, text, status) =>
-    page.waitForFunction(([t, st]) => {
-        const m = Array.from(document.querySelectorAll('#list .msg.mine'))
-            .find((e) => e.querySelector('.text').textContent === t);
-        const k = m && m.querySelector('.tick');
-        return k && k.dataset.status === st;
-    }, [text, status], { timeout: TIMEOUT });
-
-fs.mkdirSync(shots, { recursive: true });
+import {
+    base, suffix, TIMEOUT, launch, check, done, shot, signIn, hasText,
+    attrIs, tickIs, pages, token,
+} from './lib.mjs';
 
 const alice = 'alice' + suffix;
 const bob = 'bob' + suffix;
 
-try {
-    browser = await chromium.launch({
-        executablePath: chromiumPath,
-        headless: true,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-               '--no-first-run', '--disable-background-networking',
-               '--disable-component-update', '--disable-sync'],
-    });
-} catch (e) {
-    console.error('error: cannot start ' + chromiumPath + ': ' + e.message);
-    process.exit(2);
-}
+const browser = await launch();
 
 const viewport = { width: 900, height: 560 };
 
@@ -190,7 +66,6 @@ await check('one-click sign-in with /dev/token'
 const ctxA = await browser.newContext({ viewport });
 const ctxB = await browser.newContext({ viewport });
 const pa = await signIn(ctxA, alice, 'Alice');
-pages.push(['alice', pa]);
 
 await check('the page loads, alice is signed in and connected', async () => {
     await hasText(pa, '#me-name', 'Alice');
@@ -198,7 +73,6 @@ await check('the page loads, alice is signed in and connected', async () => {
 });
 
 const pb = await signIn(ctxB, bob, 'Bob');
-pages.push(['bob', pb]);
 
 await check('bob is signed in and connected', async () => {
     await hasText(pb, '#conn.ok', 'connected');
@@ -213,6 +87,15 @@ await check('alice creates a direct conversation with bob', async () => {
 
 await check('bob sees the new conversation in his list', async () => {
     await hasText(pb, '#conversations .conv', alice);
+});
+
+await check('bob opens it: a request from alice, which he accepts',
+            async () => {
+    await pb.click('#conversations .conv');
+    await hasText(pb, '#request-text', 'asks to chat with you');
+    await pb.click('#accept');
+    await pb.locator('#request').waitFor({ state: 'hidden',
+                                           timeout: TIMEOUT });
 });
 
 await check('alice sees bob online (presence dot)', async () => {
@@ -386,6 +269,4 @@ await check('bob leaves: alice sees him offline with a last seen', async () => {
 
 await shot(pa, '07-bob-offline');
 
-await browser.close();
-console.log('1..' + n);
-console.log('# all browser checks passed');
+await done();

@@ -1,6 +1,8 @@
 #!/bin/sh
 # run.sh: builds the parser unit tests into $1 (default build/unit), runs them
-# and prints "unit: N passed, M failed" last; exits 1 if anything failed.
+# and the checks of chat-token (CHAT_TOKEN_BIN, default build/bin/chat-token,
+# which make builds), and prints "unit: N passed, M failed" last; exits 1 if
+# anything failed.
 
 set -u
 
@@ -9,7 +11,7 @@ cd "$(dirname "$0")/../.." || exit 1
 out=${1:-build/unit}
 cc=${CC:-gcc}
 cflags="-std=gnu99 -Wall -Wextra -Werror -Wpointer-arith -O1 -g"
-mod=ngx_chat_module
+mod=ngx_chat_module/proto
 
 mkdir -p "$out" || exit 1
 
@@ -74,6 +76,11 @@ build test_stomp $mod/ngx_chat_stomp.c t/unit/test_stomp.c \
 build test_jwt $mod/ngx_chat_jwt.c t/unit/test_jwt.c $pkgflags \
     && run test_jwt
 
+# shellcheck disable=SC2086
+build test_sockjs_codec $mod/ngx_chat_sockjs_codec.c \
+    t/unit/test_sockjs_codec.c $pkgflags \
+    && run test_sockjs_codec
+
 # the chat-token tool: usage errors exit 2, a token has three segments
 
 check() {
@@ -86,11 +93,12 @@ check() {
     fi
 }
 
-# shellcheck disable=SC2086
-if build chat-token workers/chat_token.c $mod/ngx_chat_jwt.c $pkgflags
-then
-    ct="$out/chat-token"
+ct=${CHAT_TOKEN_BIN:-build/bin/chat-token}
 
+if [ ! -x "$ct" ]; then
+    echo "not ok - chat_token: $ct is not built (make workers)"
+    failed=$((failed + 1))
+else
     token=$("$ct" --secret s --ttl 60 --name "A B" alice 2>/dev/null)
     b64='[A-Za-z0-9_-]'
     if echo "$token" | grep -Eq "^$b64+\\.$b64+\\.$b64{43}\$"; then

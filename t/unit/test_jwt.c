@@ -306,7 +306,10 @@ test_bad_base64_and_shape(void)
     CHECK_INT(verify("abc"), -1);
     CHECK_INT(verify("a.b"), -1);
     CHECK_INT(verify("a.b.c.d"), -1);
+    CHECK_STR(err, "malformed token");
     CHECK_INT(verify(".."), -1);
+    CHECK_INT(verify("abc.def.ghi"), -1);
+    CHECK_STR(err, "malformed token");
 
     strcpy(tok, t);
     strcat(tok, ".");
@@ -316,6 +319,7 @@ test_bad_base64_and_shape(void)
 
     snprintf(tok, sizeof(tok), "bm90IGpzb24%s", strchr(t, '.'));
     CHECK_INT(verify(tok), -1);
+    CHECK_STR(err, "malformed token");
 }
 
 
@@ -457,6 +461,128 @@ test_sign_round_trip(void)
 }
 
 
+static int
+verify_rules(const char *t, time_t leeway, const char *aud, const char *iss)
+{
+    ngx_chat_jwt_rules_t  r;
+
+    memset(&cl, 0x5a, sizeof(cl));
+    memset(&r, 0, sizeof(r));
+
+    r.now = NOW;
+    r.leeway = leeway;
+    r.audience = aud;
+    r.audience_len = aud ? strlen(aud) : 0;
+    r.issuer = iss;
+    r.issuer_len = iss ? strlen(iss) : 0;
+
+    return ngx_chat_jwt_verify_rules((const unsigned char *) t, strlen(t),
+                                     key, key_len, &r, &cl, &err);
+}
+
+
+#define CLAIMS(more)  "{\"sub\":\"al\",\"exp\":" FUTURE more "}"
+
+
+static void
+test_nbf_iat(void)
+{
+    /* nbf: up to now + leeway passes, one second more is refused */
+
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"nbf\":1700000060"), KEY),
+                           60, NULL, NULL), 0);
+    CHECK_STR(cl.sub, "al");
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"nbf\":1700000061"), KEY),
+                           60, NULL, NULL), NGX_CHAT_JWT_REFUSED);
+    CHECK_STR(err, "token not valid yet (nbf)");
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"nbf\":1700000001"), KEY),
+                           0, NULL, NULL), NGX_CHAT_JWT_REFUSED);
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"nbf\":1600000000.5"),
+                                KEY), 0, NULL, NULL), 0);
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"nbf\":\"soon\""), KEY),
+                           60, NULL, NULL), NGX_CHAT_JWT_REFUSED);
+    CHECK_STR(err, "nbf is not a number");
+
+    /* iat: in the past is fine, in the future beyond the leeway not */
+
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"iat\":1690000000"), KEY),
+                           60, NULL, NULL), 0);
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"iat\":1700000060"), KEY),
+                           60, NULL, NULL), 0);
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"iat\":1700000061"), KEY),
+                           60, NULL, NULL), NGX_CHAT_JWT_REFUSED);
+    CHECK_STR(err, "token issued in the future (iat)");
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"iat\":null"), KEY),
+                           60, NULL, NULL), NGX_CHAT_JWT_REFUSED);
+    CHECK_STR(err, "iat is not a number");
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"iat\":1e300"), KEY),
+                           60, NULL, NULL), NGX_CHAT_JWT_REFUSED);
+
+    /* exp has no leeway; the old entry point has none for nbf either */
+
+    CHECK_INT(verify_rules(make(HS256, "{\"sub\":\"al\",\"exp\":1700000000}",
+                                KEY), 60, NULL, NULL), -1);
+    CHECK_STR(err, "token expired");
+    CHECK_INT(verify(make(HS256, CLAIMS(",\"nbf\":1700000001"), KEY)),
+              NGX_CHAT_JWT_REFUSED);
+
+    /* a bad signature is still -1, whatever the claims */
+
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"nbf\":1800000000"), "x"),
+                           60, NULL, NULL), -1);
+    CHECK_STR(err, "bad signature");
+}
+
+
+static void
+test_aud_iss(void)
+{
+    /* not asked for: not checked */
+
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"aud\":\"other\""), KEY),
+                           60, NULL, NULL), 0);
+
+    /* aud as a string or in an array */
+
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"aud\":\"chat\""), KEY),
+                           60, "chat", NULL), 0);
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"aud\":[\"x\",7,\"chat\"]"),
+                                KEY), 60, "chat", NULL), 0);
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"aud\":[\"x\",\"chatx\"]"),
+                                KEY), 60, "chat", NULL), NGX_CHAT_JWT_REFUSED);
+    CHECK_STR(err, "wrong audience (aud)");
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"aud\":\"cha\""), KEY),
+                           60, "chat", NULL), NGX_CHAT_JWT_REFUSED);
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"aud\":[]"), KEY),
+                           60, "chat", NULL), NGX_CHAT_JWT_REFUSED);
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"aud\":{\"chat\":1}"), KEY),
+                           60, "chat", NULL), NGX_CHAT_JWT_REFUSED);
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(""), KEY), 60, "chat", NULL),
+              NGX_CHAT_JWT_REFUSED);
+    CHECK_STR(err, "aud missing");
+
+    /* iss exactly */
+
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"iss\":\"https://id/\""),
+                                KEY), 60, NULL, "https://id/"), 0);
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"iss\":\"https://id\""),
+                                KEY), 60, NULL, "https://id/"),
+              NGX_CHAT_JWT_REFUSED);
+    CHECK_STR(err, "wrong issuer (iss)");
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"iss\":[\"https://id/\"]"),
+                                KEY), 60, NULL, "https://id/"),
+              NGX_CHAT_JWT_REFUSED);
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(""), KEY), 60, NULL, "i"),
+              NGX_CHAT_JWT_REFUSED);
+    CHECK_STR(err, "iss missing");
+
+    /* both */
+
+    CHECK_INT(verify_rules(make(HS256, CLAIMS(",\"iss\":\"i\",\"aud\":\"a\""),
+                                KEY), 60, "a", "i"), 0);
+}
+
+
 static void
 test_user_id_valid(void)
 {
@@ -492,6 +618,8 @@ main(void)
     RUN(test_name_claim);
     RUN(test_sign_round_trip);
     RUN(test_user_id_valid);
+    RUN(test_nbf_iat);
+    RUN(test_aud_iss);
 
     UNIT_DONE("jwt");
 }

@@ -35,8 +35,8 @@ BROKER=$!
 t_track $BROKER
 
 t_wait_file "$BS" 10 || bail "no bootstrap file: $(cat "$D/broker.log")"
-check "the bootstrap file names a loopback address" \
-    grep -qE '^127\.0\.0\.1:[0-9]+$' "$BS"
+check "the bootstrap file names three loopback brokers (the default)" \
+    grep -qE '^127\.0\.0\.1:[0-9]+(,127\.0\.0\.1:[0-9]+){2}$' "$BS"
 is "stdout prints the same bootstrap servers" "$(head -1 "$D/stdout")" \
     "$(cat "$BS")"
 is "the pid file names the broker" "$(cat "$D/pid")" "$BROKER"
@@ -94,6 +94,41 @@ done | "$T_BIN/chat-kafka-produce" --bootstrap-file "$BS" \
     --topic chat.receipts --idle 2000 --full > "$D/g3" 2> "$D/g3.log"
 is "chat.receipts exists with 6 partitions" \
     "$(cut -d' ' -f1 "$D/g3" | sort -u | tr '\n' ' ')" "0 1 2 3 4 5 "
+
+# the control port: faults on a line each
+"$T_BIN/chat-kafka-broker" --partitions 3 --topics t1 \
+    --bootstrap-file "$D/bs2" --control-file "$D/ctl" \
+    > /dev/null 2> "$D/broker2.log" &
+B2=$!
+t_track $B2
+t_wait_file "$D/ctl" 10 || bail "no control file: $(cat "$D/broker2.log")"
+check "the control file names a loopback address" \
+    grep -qE '^127\.0\.0\.1:[0-9]+$' "$D/ctl"
+
+# ctl COMMAND...: the answer of each, one per line
+ctl() {
+    local c
+    exec 3<>"/dev/tcp/127.0.0.1/$(cut -d: -f2 "$D/ctl")" || return 1
+    for c in "$@"; do
+        printf '%s\n' "$c" >&3
+        IFS= read -r -t 5 line <&3 || line="(no answer)"
+        echo "$line"
+    done
+    exec 3>&-
+}
+
+is "leaders spread over the brokers" "$(ctl leaders)" "ok t1:1,2,3"
+is "kill: down, and its partition's leadership moves" \
+    "$(ctl 'kill 2' leaders)" "$(printf 'ok broker 2 down, 1 leader(s) moved\nok t1:1,3,3')"
+is "leader and up" "$(ctl 'leader t1 1 2' 'up 2' leaders)" \
+    "$(printf 'ok t1 [1] led by broker 2\nok broker 2 up\nok t1:1,2,3')"
+is "bad commands are refused, the connection stays" \
+    "$(ctl 'down 4' 'leader t9 0 1' 'leader t1 3 1' 'rtt 1 x' 'nope' leaders \
+       | cut -c1-6 | tr '\n' ' ')" "error: error: error: error: error: ok t1: "
+
+kill -TERM $B2
+t_wait_gone $B2 10
+check "SIGTERM: the control file is removed" test ! -e "$D/ctl"
 
 kill -TERM $BROKER
 t_wait_gone $BROKER 10

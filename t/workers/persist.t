@@ -1,33 +1,11 @@
 #!/usr/bin/env bash
 # persist.t: chat-persist writes every message of chat.messages to
 # PostgreSQL exactly once: across kill -9 mid-batch, a PostgreSQL restart
-# under load, poison records, SIGTERM; it keeps partitions and retention.
+# under load, poison records, SIGTERM, another writer of the same rows; it
+# keeps partitions and retention.
 
 . "$(dirname "$0")/tap.sh"
-. "$T_ROOT/scripts/lib.sh"
-
-t_require_bins chat-kafka-broker chat-kafka-produce chat-persist
-command -v psql > /dev/null || bail "psql not found"
-
-D=$(mktemp -d "${TMPDIR:-/tmp}/chat-persist-t.XXXXXX")
-chmod 755 "$D"
-BS=$D/bootstrap
-PGDATA_=$D/pg
-PGPORT_=${TEST_CHAT_PG_PORT:-$(chat_free_port)}
-DSN=$(chat_pg_dsn "$PGPORT_")
-WORKER=""
-
-cleanup() {
-    local p
-    for p in $T_PIDS; do kill -9 "$p" 2>/dev/null; done
-    chat_pg_stop "$PGDATA_" 2>/dev/null
-    if [ -n "$KEEP" ]; then echo "# kept $D"; else rm -rf "$D"; fi
-}
-trap cleanup EXIT
-
-sql() {
-    psql "$DSN" -X -Atq -v ON_ERROR_STOP=1 -c "$1"
-}
+. "$(dirname "$0")/persist_env.sh" persist
 
 # gen PREFIX NCONV SEQ_FROM SEQ_TO: one message per (conversation, seq),
 # interleaved over the conversations as a gateway would produce them
@@ -50,27 +28,9 @@ gen() {
         }' "$@"
 }
 
-produce() {
-    "$T_BIN/chat-kafka-produce" --bootstrap-file "$BS" "$@" > /dev/null
-}
-
-start_worker() {
-    "$T_BIN/chat-persist" --config "$D/persist.conf" "$@" \
-        >> "$D/persist.log" 2>&1 &
-    WORKER=$!
-    t_track $WORKER
-}
-
 # wait_rows SQL_WHERE COUNT SECONDS
 wait_rows() {
-    local i n
-    for i in $(seq 1 $(($3 * 5))); do
-        n=$(sql "SELECT count(*) FROM messages WHERE $1" 2>/dev/null)
-        [ "$n" = "$2" ] && return 0
-        sleep 0.2
-    done
-    echo "# rows where $1: $n, expected $2"
-    return 1
+    wait_sql "SELECT count(*) FROM messages WHERE $1" "$2" "$3"
 }
 
 # wait_log REGEX SECONDS: waits for a line of the worker log
@@ -91,26 +51,9 @@ dupes() {
 
 # --- servers ---
 
-chat_pg_start "$PGDATA_" "$PGPORT_" "$D/pg.log" off > /dev/null 2>&1 \
-    || bail "PostgreSQL did not start: $(tail -5 "$D/pg.log")"
-"$T_ROOT/sql/migrate.sh" "$DSN" > "$D/migrate.log" 2>&1 \
-    || bail "migrations failed: $(cat "$D/migrate.log")"
+persist_servers
 
-"$T_BIN/chat-kafka-broker" --bootstrap-file "$BS" > /dev/null \
-    2> "$D/broker.log" &
-t_track $!
-t_wait_file "$BS" 10 || bail "the broker did not start"
-
-cat > "$D/persist.conf" <<CONF
-# chat-persist test configuration
-bootstrap-file = $BS
-database = "$DSN"
-batch-size = 200
-stats-interval = 2
-session-timeout = 6000
-retry-max = 1000
-kafka.topic.metadata.refresh.interval.ms = 2000
-CONF
+persist_conf "batch-size = 200" "stats-interval = 2"
 
 "$T_BIN/chat-persist" --help > "$D/help"
 check "--help exits 0 and prints the table" grep -q "^  batch-size  *int" \
@@ -293,6 +236,44 @@ check "replay: the worker inserted nothing" \
     bash -c "! grep -a 'chat-persist\[$WORKER\] info: stats: ' \
                  '$D/persist.log' | grep -qv ' 0 inserted'"
 
+kill -TERM $WORKER
+t_wait_gone $WORKER 30
+
+# --- another writer of the same rows at the same time: stored once ---
+# The pipeline's INSERT has no ON CONFLICT (the stored rows are skipped
+# before it): a row another session inserts meanwhile, uncommitted when
+# the batch's statement runs, fails it once that session commits; the
+# batch is then written again with the duplicates skipped.
+
+ts=$(date -u +%Y-%m-%dT%H:%M:%S).000Z
+start_worker
+WORKER_X=$WORKER
+wait_log "chat-persist\[$WORKER_X\] info: assigned 12 partition" 30 \
+    || bail "the worker did not join the group"
+PGAPPNAME=racer psql "$DSN" -X -q -v ON_ERROR_STOP=1 \
+    -c "BEGIN" \
+    -c "INSERT INTO messages (id, conversation_id, seq, sender_id, content,
+                              created_at)
+        VALUES (99, 'x1', 3, 'u1', 'the other writer', '$ts')" \
+    -c "SELECT pg_sleep(4)" -c "COMMIT" > "$D/racer.log" 2>&1 &
+RACER=$!
+t_track $RACER
+check "race: the other writer holds its row uncommitted" \
+    wait_sql "SELECT count(*) FROM pg_stat_activity
+              WHERE application_name = 'racer' AND wait_event = 'PgSleep'" \
+        1 20
+gen x 2 1 5 | sed "s/\"createdAt\":\"[^\"]*\"/\"createdAt\":\"$ts\"/" | produce
+wait $RACER
+is "race: the other writer committed" "$?" 0
+check "race: all 10 messages are stored" \
+    wait_rows "conversation_id LIKE 'x%'" 10 60
+is "... each exactly once" "$(dupes x)" 0
+is "... the row of the other writer kept" \
+    "$(sql "SELECT content FROM messages
+            WHERE conversation_id = 'x1' AND seq = 3")" "the other writer"
+check "... after the batch met the other writer's row and was written again" \
+    grep -aq "chat-persist\[$WORKER_X\] info: a batch in flight met rows stored meanwhile" \
+    "$D/persist.log"
 kill -TERM $WORKER
 t_wait_gone $WORKER 30
 # --- SIGTERM while PostgreSQL is down: bounded drain, nothing committed ---

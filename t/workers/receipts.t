@@ -5,30 +5,7 @@
 # kill -9, restarts and replays apply nothing twice.
 
 . "$(dirname "$0")/tap.sh"
-. "$T_ROOT/scripts/lib.sh"
-
-t_require_bins chat-kafka-broker chat-kafka-produce chat-persist
-command -v psql > /dev/null || bail "psql not found"
-
-D=$(mktemp -d "${TMPDIR:-/tmp}/chat-receipts-t.XXXXXX")
-chmod 755 "$D"
-BS=$D/bootstrap
-PGDATA_=$D/pg
-PGPORT_=${TEST_CHAT_PG_PORT:-$(chat_free_port)}
-DSN=$(chat_pg_dsn "$PGPORT_")
-WORKER=""
-
-cleanup() {
-    local p
-    for p in $T_PIDS; do kill -9 "$p" 2>/dev/null; done
-    chat_pg_stop "$PGDATA_" 2>/dev/null
-    if [ -n "$KEEP" ]; then echo "# kept $D"; else rm -rf "$D"; fi
-}
-trap cleanup EXIT
-
-sql() {
-    psql "$DSN" -X -Atq -v ON_ERROR_STOP=1 -c "$1"
-}
+. "$(dirname "$0")/persist_env.sh" receipts
 
 # msg CONV SEQ SENDER: one chat.messages record
 msg() {
@@ -44,36 +21,13 @@ rcp() {
          "\"seq\":$4,\"at\":\"$5\"}" | tr -d ' '
 }
 
-produce() {
-    "$T_BIN/chat-kafka-produce" --bootstrap-file "$BS" "$@" > /dev/null
-}
-
 receipts() {
     produce --topic chat.receipts "$@"
-}
-
-start_worker() {
-    "$T_BIN/chat-persist" --config "$D/persist.conf" "$@" \
-        >> "$D/persist.log" 2>&1 &
-    WORKER=$!
-    t_track $WORKER
 }
 
 stop_worker() {
     kill -TERM $WORKER
     t_wait_gone $WORKER 30
-}
-
-# wait_sql SQL VALUE SECONDS: until the query answers VALUE
-wait_sql() {
-    local i v
-    for i in $(seq 1 $(($3 * 5))); do
-        v=$(sql "$1" 2>/dev/null)
-        [ "$v" = "$2" ] && return 0
-        sleep 0.2
-    done
-    echo "# $1: '$v', expected '$2'"
-    return 1
 }
 
 # marks CONV USER: "delivered,read"
@@ -96,27 +50,9 @@ ts() {
 
 # --- servers ---
 
-chat_pg_start "$PGDATA_" "$PGPORT_" "$D/pg.log" off > /dev/null 2>&1 \
-    || bail "PostgreSQL did not start: $(tail -5 "$D/pg.log")"
-"$T_ROOT/sql/migrate.sh" "$DSN" > "$D/migrate.log" 2>&1 \
-    || bail "migrations failed: $(cat "$D/migrate.log")"
+persist_servers
 
-"$T_BIN/chat-kafka-broker" --bootstrap-file "$BS" > /dev/null \
-    2> "$D/broker.log" &
-t_track $!
-t_wait_file "$BS" 10 || bail "the broker did not start"
-
-cat > "$D/persist.conf" <<CONF
-# chat-persist test configuration
-bootstrap-file = $BS
-database = "$DSN"
-batch-size = 100
-stats-interval = 1
-session-timeout = 6000
-retry-max = 1000
-log-level = debug
-kafka.topic.metadata.refresh.interval.ms = 2000
-CONF
+persist_conf "batch-size = 100" "stats-interval = 1" "log-level = debug"
 
 "$T_BIN/chat-persist" --help > "$D/help"
 check "--help lists receipts-topic" \

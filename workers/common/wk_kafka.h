@@ -20,20 +20,13 @@ rd_kafka_conf_t *wk_kafka_conf(const char *brokers,
 int wk_kafka_set(rd_kafka_conf_t *conf, const char *name,
     const char *value);
 
-/*
- * A consumer-group member as the daemons run it: offsets stored and
- * committed by hand, from the earliest offset when the group has none, the
- * given session timeout and rebalance callback; its main queue forwarded to
- * the consumer queue. Errors are logged as warnings; a fatal one sets
- * wk_quit to fatal_quit (1: drain and exit, 2: exit at once). NULL on
- * error (logged).
- */
-rd_kafka_t *wk_kafka_consumer(const char *brokers,
-    const char *bootstrap_file, const char *client_id, const char *group,
-    long long session_timeout,
-    void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-        rd_kafka_topic_partition_list_t *parts, void *opaque),
-    int fatal_quit);
+/* the wk_conf_t lines of the bootstrap servers (char * variables) */
+#define WK_KAFKA_CONF(brokers, bootstrap_file)                              \
+    { "brokers", WK_CONF_STR, "",                                           \
+      "Kafka bootstrap servers (host:port,...)", &(brokers), 0, 0, 0 },     \
+    { "bootstrap-file", WK_CONF_STR, "",                                    \
+      "read the bootstrap servers from this file (chat-kafka-broker's)",    \
+      &(bootstrap_file), 0, 0, 0 }
 
 /* the wk_conf_extra_pt that collects the "kafka." settings */
 int wk_kafka_extra(const char *name, const char *value, void *data);

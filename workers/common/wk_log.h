@@ -17,6 +17,11 @@ int wk_log_enabled(wk_log_level_e level);
 void wk_log(wk_log_level_e level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* the wk_conf_t line of the log level (a char * variable) */
+#define WK_LOG_CONF(level, dflt)                                            \
+    { "log-level", WK_CONF_STR, dflt, "error, warn, info or debug",         \
+      &(level), 0, 0, 0 }
+
 /* maps a syslog level (as librdkafka reports them) to ours */
 wk_log_level_e wk_log_from_syslog(int level);
 

@@ -589,6 +589,7 @@ static void
 wk_metrics_render(wk_metrics_buf_t *b)
 {
     size_t        i, k;
+    int64_t       v;
     wk_metric_t  *m, *f;
 
     pthread_mutex_lock(&wk_metrics_lock);
@@ -619,10 +620,21 @@ wk_metrics_render(wk_metrics_buf_t *b)
                 continue;
             }
 
-            wk_metrics_printf(b, "%s%s%s%s %lld\n", f->name,
+            wk_metrics_printf(b, "%s%s%s%s ", f->name,
                               f->labels[0] ? "{" : "", f->labels,
-                              f->labels[0] ? "}" : "",
-                              (long long) wk_metric_get(f));
+                              f->labels[0] ? "}" : "");
+
+            v = wk_metric_get(f);
+
+            if (f->type == WK_METRIC_GAUGE_MS) {
+                wk_metrics_printf(b, "%s%lld.%03lld\n", v < 0 ? "-" : "",
+                                  (long long) (v < 0 ? -(v / 1000) : v / 1000),
+                                  (long long) (v < 0 ? -(v % 1000)
+                                                     : v % 1000));
+
+            } else {
+                wk_metrics_printf(b, "%lld\n", (long long) v);
+            }
         }
     }
 

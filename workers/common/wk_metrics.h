@@ -10,7 +10,9 @@
 
 typedef enum {
     WK_METRIC_COUNTER,
-    WK_METRIC_GAUGE
+    WK_METRIC_GAUGE,
+    WK_METRIC_GAUGE_MS              /* set in milliseconds, served in
+                                       seconds (name it *_seconds) */
 } wk_metric_type_e;
 
 

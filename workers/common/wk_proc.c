@@ -1,9 +1,12 @@
 /* wk_proc.c: process plumbing of the workers: signals, sleeping, files. */
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +54,28 @@ wk_signals_init(void)
     }
 
     return 0;
+}
+
+
+int
+wk_start(wk_conf_spec_t *spec, int argc, char **argv, char **log_level,
+    int signals)
+{
+    int  rc;
+
+    rc = wk_conf_load(spec, argc, argv);
+    if (rc != 0) {
+        return rc > 0 ? 0 : 2;
+    }
+
+    wk_log_init(spec->prog, *log_level);
+    wk_conf_log(spec);
+
+    if (signals && wk_signals_init() != 0) {
+        return 1;
+    }
+
+    return -1;
 }
 
 
@@ -166,4 +191,62 @@ wk_pidfile_write(const char *path)
     snprintf(buf, sizeof(buf), "%ld\n", (long) getpid());
 
     return wk_write_file(path, buf);
+}
+
+
+/*
+ * systemd's readiness protocol (sd_notify(3)) without libsystemd: one
+ * datagram to the AF_UNIX socket named by $NOTIFY_SOCKET (a path, or
+ * "@name" in the abstract namespace). Unset: nothing to do.
+ */
+
+int
+wk_notify(const char *state)
+{
+    int                 fd;
+    size_t              n, len;
+    ssize_t             sent;
+    const char         *path;
+    socklen_t           slen;
+    struct sockaddr_un  sa;
+
+    path = getenv("NOTIFY_SOCKET");
+    if (path == NULL || path[0] == '\0') {
+        return 0;
+    }
+
+    n = strlen(path);
+    if ((path[0] != '/' && path[0] != '@') || n >= sizeof(sa.sun_path)) {
+        wk_warn("NOTIFY_SOCKET \"%s\": not a socket path", path);
+        return -1;
+    }
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, n);
+    if (path[0] == '@') {
+        sa.sun_path[0] = '\0';
+    }
+    slen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + n
+                        + (path[0] == '/'));
+
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        wk_warn("notify: socket() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    len = strlen(state);
+    sent = sendto(fd, state, len, MSG_NOSIGNAL, (struct sockaddr *) &sa,
+                  slen);
+    if (sent != (ssize_t) len) {
+        wk_warn("notify: sendto(%s) failed: %s", path,
+                sent == -1 ? strerror(errno) : "short write");
+        close(fd);
+        return -1;
+    }
+
+    close(fd);
+
+    return 0;
 }

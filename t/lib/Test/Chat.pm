@@ -22,7 +22,7 @@ our @EXPORT = (
     @Test::Base::EXPORT,
     qw(run_tests plan_from_blocks block_checks repeat_each
        ensure_stores error_log_since_block wait_for_log
-       nginx_reload nginx_signal nginx_pid nginx_restart servroot
+       nginx_reload nginx_signal nginx_pid nginx_restart nginx_t servroot
        redis_stop redis_start pg_stop pg_start),
     @Test::Chat::Util::EXPORT,
     @Test::Chat::WebSocket::EXPORT,
@@ -350,6 +350,34 @@ sub nginx_start {
     $nginx{$n} = { conf => $conf, pid => _read_pid($root) };
 
     return (1, '');
+}
+
+
+# nginx_t(block): writes the block's configuration (as nginx_conf) to
+# <servroot>/nginx-t/conf/nginx.conf and runs "nginx -t" on it; starts
+# nothing. Returns (exit status, output, the configuration file's path,
+# the configuration's text).
+sub nginx_t {
+    my ($block) = @_;
+    my $root = "$servroot/nginx-t";
+
+    make_path("$root/conf", "$root/logs");
+
+    # stores are never contacted by -t: any address will do
+    local $ENV{TEST_NGINX_REDIS_PORT} = $ENV{TEST_NGINX_REDIS_PORT} || 6379;
+    local $ENV{TEST_NGINX_PG_DSN} = $ENV{TEST_NGINX_PG_DSN}
+                                    || 'host=127.0.0.1 dbname=chat';
+
+    my $conf = nginx_conf($block, 1);
+    my $file = "$root/conf/nginx.conf";
+
+    open(my $fh, '>', $file) or die "$file: $!\n";
+    print $fh $conf;
+    close $fh;
+
+    my $out = `'$BINARY' -t -p '$root/' -c conf/nginx.conf -e logs/error.log 2>&1`;
+
+    return ($? >> 8, $out, $file, $conf);
 }
 
 
