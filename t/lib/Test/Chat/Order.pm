@@ -334,7 +334,11 @@ sub order_check {
             } elsif ($f->{command} eq 'MESSAGE'
                      && $f->{headers}{destination} eq '/user/queue/errors')
             {
-                $rid = json_decode($f->{body})->{receiptId};
+                # rate_limited is refused before it is queued (PROTOCOL.md
+                # §6): it is answered at once, outside the order
+                my $j = json_decode($f->{body});
+                $rid = $j->{receiptId}
+                    unless ($j->{code} // '') eq 'rate_limited';
             }
             next unless defined $rid && $rank{$rid};
             my ($conv, $i) = @{ $rank{$rid} };
