@@ -225,6 +225,9 @@ void cb_create_conversations(void);
 void cb_report(const cb_sample_t *s0, const cb_sample_t *s1, double wall,
     const cb_sample_t *c0, const cb_sample_t *c1);
 void cb_options(int argc, char **argv);
+/* the names of cf.system and cf.scenario, as the table and JSON say them */
+const char *cb_system_name(void);
+const char *cb_scenario_name(void);
 
 /* cb_procs.c: --procs N, N processes over slices of the users */
 int cb_procs_run(void);

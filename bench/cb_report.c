@@ -14,6 +14,24 @@ static const char *cb_scenario_names[] = { "density", "direct", "fanout",
                                            "storm" };
 
 
+const char *
+cb_system_name(void)
+{
+    return (size_t) cf.system
+               < sizeof(cb_system_names) / sizeof(cb_system_names[0])
+           ? cb_system_names[cf.system] : "?";
+}
+
+
+const char *
+cb_scenario_name(void)
+{
+    return (size_t) cf.scenario
+               < sizeof(cb_scenario_names) / sizeof(cb_scenario_names[0])
+           ? cb_scenario_names[cf.scenario] : "?";
+}
+
+
 static void
 cb_hist_json(FILE *f, const char *name, const cb_hist_t *h, int comma)
 {
@@ -81,7 +99,7 @@ cb_report(const cb_sample_t *s0, const cb_sample_t *s1, double wall,
     cpu_self = wall > 0 ? (c1->cpu_self - c0->cpu_self) / wall : 0;
 
     printf("== chat_bench %s %s%s%s: %u clients, group %u%s ==\n",
-           cb_system_names[cf.system], cb_scenario_names[cf.scenario],
+           cb_system_name(), cb_scenario_name(),
            cf.label ? " " : "", cf.label ? cf.label : "", cf.clients,
            cf.group, procs);
     printf("  %-22s %" PRIu64 " ready, %" PRIu64 " failed, %" PRIu64
@@ -132,7 +150,7 @@ cb_report(const cb_sample_t *s0, const cb_sample_t *s1, double wall,
     fprintf(f, "{\n  \"tool\": \"chat_bench\",\n"
             "  \"system\": \"%s\",\n  \"scenario\": \"%s\",\n"
             "  \"label\": \"%s\",\n",
-            cb_system_names[cf.system], cb_scenario_names[cf.scenario],
+            cb_system_name(), cb_scenario_name(),
             cf.label ? cf.label : "");
     fprintf(f, "  \"params\": {\"clients\": %u, \"group\": %u, "
             "\"rate\": %.0f, \"duration\": %.1f, \"size\": %u, "

@@ -52,9 +52,6 @@ typedef struct {
 static cb_step_t   steps[CB_MAX_STEPS];
 static uint32_t    n_steps;
 
-static const char *cb_sys_names[] = { "ngx_chat", "rabbitmq", "nchan" };
-static const char *cb_sc_names[] = { "density", "direct", "fanout",
-                                     "storm" };
 
 
 static int
@@ -78,7 +75,7 @@ cb_sweep_step(uint32_t i, const cb_sample_t *c0, const cb_sample_t *c1,
     if (i == 0) {
         printf("== chat_bench %s %s%s%s sweep: %u clients, group %u, "
                "%" PRIu64 " ready, %.1f s steps, limit p99 %.0f ms ==\n",
-               cb_sys_names[cf.system], cb_sc_names[cf.scenario],
+               cb_system_name(), cb_scenario_name(),
                cf.label ? " " : "", cf.label ? cf.label : "", cf.clients,
                cf.group, st.ready, cf.duration, cf.limit_ms);
     }
@@ -239,7 +236,7 @@ cb_sweep_report(void)
     fprintf(f, "{\n  \"tool\": \"chat_bench\",\n"
             "  \"system\": \"%s\",\n  \"scenario\": \"%s\",\n"
             "  \"label\": \"%s\",\n  \"sweep\": true,\n",
-            cb_sys_names[cf.system], cb_sc_names[cf.scenario],
+            cb_system_name(), cb_scenario_name(),
             cf.label ? cf.label : "");
     fprintf(f, "  \"params\": {\"clients\": %u, \"group\": %u, "
             "\"step_s\": %.1f, \"warmup_s\": %.1f, \"size\": %u, "

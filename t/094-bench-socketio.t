@@ -164,6 +164,20 @@ sub common {
     like($out, qr/Socket\.IO only/, 'socketio with --proto mqtt: said why');
 }
 
+# --sweep over two processes, as make bench's capacity runs it
+{
+    my ($j, $rc, $out) = bench('--scenario', 'direct', '--clients', 20,
+        '--procs', 2, '--sweep', '50,100', '--duration', 1,
+        '--warmup', 0.5, '--limit-ms', 20000);
+    is($rc, 0, 'sweep: the tool exits 0') or diag($out);
+    like($out, qr/^== chat_bench socketio direct sweep: 20 clients/m,
+         'sweep: the table names the system');
+    my @steps = $j ? @{ $j->{steps} // [] } : ();
+    is(scalar @steps, 2, 'sweep: two steps in the JSON');
+    is(scalar(grep { $_->{carried} && $_->{delivered} >= 0.98 } @steps), 2,
+       'sweep: both steps carried, all delivered') or diag($out);
+}
+
 ok(kill(0, $pid), 'the Socket.IO server is still running');
 
 done_testing();

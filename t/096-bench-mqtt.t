@@ -3,7 +3,8 @@
 # make bench configures it (bench/conf/mosquitto.conf.in): every scenario
 # runs, every message reaches every subscriber exactly once (QoS 1, the
 # PUBACK is the receipt), PINGREQ keeps idle sessions alive, bad options
-# are refused. No figure is asserted: benchmarks never gate CI.
+# are refused, a sweep runs over two processes. No figure is asserted:
+# benchmarks never gate CI.
 
 use strict;
 use warnings;
@@ -153,6 +154,21 @@ for my $qos (1, 0) {
         '--heartbeat', 0);
     common($j, $rc, $out, 'storm', 50);
     ok($j && $j->{sessions}{per_s} > 0, 'storm: sessions per second');
+}
+
+# --sweep over two processes, as make bench's capacity runs it (its table
+# once named the system from a list without mosquitto: a crash)
+{
+    my ($j, $rc, $out) = bench('--scenario', 'direct', '--clients', 20,
+        '--procs', 2, '--sweep', '50,100', '--duration', 1,
+        '--warmup', 0.5, '--limit-ms', 20000);
+    is($rc, 0, 'sweep: the tool exits 0') or diag($out);
+    like($out, qr/^== chat_bench mosquitto direct sweep: 20 clients/m,
+         'sweep: the table names the system');
+    my @steps = $j ? @{ $j->{steps} // [] } : ();
+    is(scalar @steps, 2, 'sweep: two steps in the JSON');
+    is(scalar(grep { $_->{carried} && $_->{delivered} >= 0.98 } @steps), 2,
+       'sweep: both steps carried, all delivered') or diag($out);
 }
 
 # bad options are refused with a message
