@@ -53,7 +53,6 @@ static cb_step_t   steps[CB_MAX_STEPS];
 static uint32_t    n_steps;
 
 
-
 static int
 cb_has_receipts(void)
 {
